@@ -1,0 +1,751 @@
+"""The asset graph.
+
+Per artist partition: song index -> lyrics -> Spotify tracks -> lyric features -> analyses ->
+embeddings. Over all artists: the search index and the evaluation metrics.
+
+Every asset diffs its inputs against the warehouse (content hashes, source ids), so an unchanged
+partition writes nothing and calls no remote source; writes are idempotent upserts in batches
+that each commit on their own, so a rerun after a crash converges without duplicates.
+"""
+
+import time
+from collections import Counter
+from itertools import islice
+from typing import Any, Literal
+
+import dagster as dg
+import psycopg
+from psycopg.types.json import Jsonb
+
+from rap_assets.analysis import LyricAnalyzer
+from rap_assets.automation import artist_partitions, watchlist_entry
+from rap_assets.cache import Cache
+from rap_assets.embeddings import TextEmbedder, chunk_sections, pool
+from rap_assets.evaluation import EvaluationSettings, evaluate, load_dataset, persist_evaluation
+from rap_assets.features import FEATURE_VERSION, LyricFeatures, compute_features
+from rap_assets.genius import ArtistRef, GeniusClient, GeniusSource, SongListing, skip_reason
+from rap_assets.lyrics import Section, UnreadablePage, parse_lyrics_html
+from rap_assets.matching import SongToMatch
+from rap_assets.metadata import Timer, markdown_table, stage_metadata
+from rap_assets.resilience import CircuitOpenError, UpstreamError
+from rap_assets.search import HNSW_EF_CONSTRUCTION, HNSW_M, build_search_index
+from rap_assets.spotify import FeatureUnavailable, SpotifySource
+from rap_assets.warehouse import Warehouse, batched, content_hash
+
+BATCH = 25  # rows per transaction for stages that call remote services
+
+class RefreshConfig(dg.Config):
+    full_refresh: bool = False
+    """Ignore what the warehouse already holds and fetch or compute everything again."""
+
+class SongIndexConfig(RefreshConfig):
+    sort: Literal["popularity", "title"] = "popularity"
+    max_songs: int | None = None
+    """Cap on the songs listed per artist (Genius lists thousands for prolific artists)."""
+    listing_ttl_seconds: int = 3600
+    """How long an artist's song listing is served from the cache before Genius is asked again."""
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _artist_id(warehouse: Warehouse, partition_key: str) -> int:
+    rows = warehouse.fetch_all("SELECT artist_id FROM artists WHERE partition_key = %s", (partition_key,))
+    if not rows:
+        raise dg.Failure(
+            f"artist partition {partition_key!r} has no song index yet: materialize genius_song_index first"
+        )
+    return int(rows[0][0])
+
+def _resolve_artist(warehouse: Warehouse, client: GeniusClient, partition_key: str) -> ArtistRef:
+    """The warehouse first (no remote call), then the watchlist entry through the Genius API."""
+    rows = warehouse.fetch_all(
+        "SELECT artist_id, name, url, image_url FROM artists WHERE partition_key = %s", (partition_key,)
+    )
+    if rows:
+        return ArtistRef(*rows[0])
+    entry = watchlist_entry(partition_key)
+    if entry is None:
+        raise dg.Failure(f"artist partition {partition_key!r} is not on the watchlist, so it cannot be resolved")
+    return client.artist(entry.genius_id) if entry.genius_id else client.resolve_artist(entry.name)
+
+def load_sections(conn: psycopg.Connection[Any], song_ids: list[int]) -> dict[int, list[Section]]:
+    sections: dict[int, list[Section]] = {song_id: [] for song_id in song_ids}
+    rows = conn.execute(
+        "SELECT song_id, header, performers, lines FROM lyric_sections "
+        "WHERE song_id = ANY(%s) ORDER BY song_id, ordinal",
+        (song_ids,),
+    ).fetchall()
+    for song_id, header, performers, lines in rows:
+        sections[song_id].append(Section(header, list(performers), list(lines)))
+    return sections
+
+def _index_hash(listing: SongListing) -> str:
+    # pageviews change by the minute; they are refreshed with details, not diffed
+    return content_hash(listing.title, listing.full_title, listing.path, listing.url, listing.lyrics_state)
+
+# --- Genius ---------------------------------------------------------------------------------
+
+@dg.asset(
+    partitions_def=artist_partitions,
+    group_name="ingest",
+    kinds={"postgres", "python"},
+    description=(
+        "Every song Genius lists for the artist, with album, release date, featured artists and "
+        "pageviews. Non-songs (tracklists, liner notes, skits, credits) and songs whose lyrics are "
+        "not complete are kept with a skip reason. Only new or changed listings are fetched."
+    ),
+)
+def genius_song_index(
+    context: dg.AssetExecutionContext,
+    config: SongIndexConfig,
+    warehouse: Warehouse,
+    genius: GeniusSource,
+    cache: Cache,
+) -> dg.MaterializeResult:
+    key = context.partition_key
+    timer = Timer()
+    with genius.client(cache) as client:
+        artist = _resolve_artist(warehouse, client, key)
+        listing_key = cache.key("genius", "listing", artist.artist_id, config.sort, config.max_songs or "all")
+        cached = None if config.full_refresh else cache.get_json(listing_key)
+        with timer.phase("listing"):
+            if cached is not None:
+                listings = [SongListing.from_json(item) for item in cached]
+            else:
+                listings = list(islice(client.artist_songs(artist.artist_id, config.sort), config.max_songs))
+                cache.set_json(listing_key, [s.to_json() for s in listings], config.listing_ttl_seconds)
+
+        known = dict(
+            warehouse.fetch_all("SELECT song_id, index_hash FROM songs WHERE artist_id = %s", (artist.artist_id,))
+        )
+        skipped: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        rows: list[dict[str, Any]] = []
+        new = changed = 0
+        with timer.phase("details"):
+            for listing in listings:
+                if listing.artist_id != artist.artist_id:
+                    skipped["featured only (another artist's song)"] += 1
+                    continue
+                index_hash = _index_hash(listing)
+                if not config.full_refresh and known.get(listing.song_id) == index_hash:
+                    continue
+                reason = skip_reason(listing.title, listing.lyrics_state)
+                detail = listing
+                if reason is None:
+                    try:
+                        detail = client.song(listing.song_id)
+                    except CircuitOpenError:
+                        raise
+                    except UpstreamError as exc:
+                        failed[str(exc)] += 1
+                        continue
+                else:
+                    skipped[reason] += 1
+                new += listing.song_id not in known
+                changed += listing.song_id in known
+                rows.append(
+                    {
+                        "song_id": listing.song_id,
+                        "artist_id": artist.artist_id,
+                        "title": listing.title,
+                        "full_title": listing.full_title,
+                        "url": listing.url,
+                        "path": listing.path,
+                        "lyrics_state": listing.lyrics_state,
+                        "release_date": detail.release_date,
+                        "album": detail.album,
+                        "featured_artists": list(detail.featured_artists),
+                        "pageviews": detail.pageviews if detail.pageviews is not None else listing.pageviews,
+                        "skip_reason": reason,
+                        "index_hash": index_hash,
+                    }
+                )
+        with timer.phase("write"):
+            with warehouse.connection() as conn:
+                conn.execute(
+                    """INSERT INTO artists (artist_id, partition_key, name, url, image_url)
+                       VALUES (%s, %s, %s, %s, %s)
+                       ON CONFLICT (artist_id) DO UPDATE SET
+                           name = EXCLUDED.name, url = EXCLUDED.url, image_url = EXCLUDED.image_url,
+                           updated_at = now()
+                       WHERE (artists.name, artists.url, artists.image_url)
+                             IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.url, EXCLUDED.image_url)""",
+                    (artist.artist_id, key, artist.name, artist.url, artist.image_url),
+                )
+            written = warehouse.upsert("songs", rows, key=["song_id"], batch_size=BATCH)
+        stats = client.stats.as_metadata()
+
+    mine = [s for s in listings if s.artist_id == artist.artist_id]
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            written=written,
+            unchanged=len(mine) - written - sum(failed.values()),
+            failed=failed,
+            skipped=skipped,
+            preview=markdown_table(rows, ["song_id", "title", "album", "release_date", "skip_reason"]),
+            timer=timer,
+            artist=artist.name,
+            source=genius.mode,
+            songs_listed=len(listings),
+            songs_new=new,
+            songs_changed=changed,
+            listing_from_cache=cached is not None,
+            cache_backend=cache.backend_name,
+            **{f"http_{k}": v for k, v in stats.items() if v is not None},
+        )
+    )
+
+@dg.asset(
+    partitions_def=artist_partitions,
+    deps=[genius_song_index],
+    group_name="ingest",
+    kinds={"postgres", "python"},
+    description=(
+        "Lyrics scraped from each song's genius.com page and split into sections with their "
+        "performers. Fetches only songs with no lyrics yet or whose lyrics_state changed."
+    ),
+)
+def genius_lyrics(
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    warehouse: Warehouse,
+    genius: GeniusSource,
+    cache: Cache,
+) -> dg.MaterializeResult:
+    artist_id = _artist_id(warehouse, context.partition_key)
+    eligible = warehouse.fetch_dicts(
+        """SELECT s.song_id, s.title, s.path, s.url, s.lyrics_state,
+                  l.fetched_lyrics_state, l.content_hash
+             FROM songs s LEFT JOIN lyrics l USING (song_id)
+            WHERE s.artist_id = %s AND s.skip_reason IS NULL
+            ORDER BY s.song_id""",
+        (artist_id,),
+    )
+    todo = [
+        s for s in eligible if config.full_refresh or s["fetched_lyrics_state"] != s["lyrics_state"]
+    ]
+    timer = Timer()
+    statuses: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    preview: list[dict[str, Any]] = []
+    written = unchanged_content = 0
+    circuit_error: CircuitOpenError | None = None
+    with genius.client(cache) as client:
+        for batch in batched(todo, BATCH):
+            parsed_rows: list[tuple[dict[str, Any], Any]] = []
+            with timer.phase("fetch"):
+                for song in batch:
+                    try:
+                        status, page = client.song_page(song["path"])
+                    except CircuitOpenError as exc:
+                        circuit_error = exc
+                        break
+                    except UpstreamError as exc:
+                        failed[str(exc)] += 1
+                        continue
+                    if status != 200:
+                        failed[f"HTTP {status} for the song page"] += 1
+                        continue
+                    try:
+                        parsed = parse_lyrics_html(page)
+                    except UnreadablePage as exc:
+                        failed[f"unreadable page: {exc}"] += 1
+                        continue
+                    parsed_rows.append((song, parsed))
+            with timer.phase("write"), warehouse.connection() as conn:
+                for song, parsed in parsed_rows:
+                    digest = content_hash(parsed.status, parsed.text)
+                    unchanged_content += digest == song["content_hash"]
+                    conn.execute(
+                        """INSERT INTO lyrics (song_id, status, text, content_hash, fetched_lyrics_state, source_url)
+                           VALUES (%s, %s, %s, %s, %s, %s)
+                           ON CONFLICT (song_id) DO UPDATE SET
+                               status = EXCLUDED.status, text = EXCLUDED.text,
+                               content_hash = EXCLUDED.content_hash,
+                               fetched_lyrics_state = EXCLUDED.fetched_lyrics_state,
+                               source_url = EXCLUDED.source_url, fetched_at = now(), updated_at = now()""",
+                        (song["song_id"], parsed.status, parsed.text, digest, song["lyrics_state"], song["url"]),
+                    )
+                    conn.execute("DELETE FROM lyric_sections WHERE song_id = %s", (song["song_id"],))
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO lyric_sections (song_id, ordinal, header, performers, lines) "
+                            "VALUES (%s, %s, %s, %s, %s)",
+                            [
+                                (song["song_id"], i, s.header, s.performers, s.lines)
+                                for i, s in enumerate(parsed.sections)
+                            ],
+                        )
+                    statuses[parsed.status] += 1
+                    written += 1
+                    preview.append(
+                        {
+                            "title": song["title"],
+                            "status": parsed.status,
+                            "sections": len(parsed.sections),
+                            "first line": parsed.lines[0] if parsed.lines else "",
+                        }
+                    )
+            if circuit_error:
+                break
+        stats = client.stats.as_metadata()
+    if circuit_error:
+        raise dg.Failure(
+            description=f"{circuit_error} — {written} songs were saved; a rerun fetches only the rest.",
+            metadata={"rows_written": written, "songs_remaining": len(todo) - written},
+        )
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            written=written,
+            unchanged=len(eligible) - len(todo),
+            failed=failed,
+            preview=markdown_table(preview, ["title", "status", "sections", "first line"]),
+            timer=timer,
+            source=genius.mode,
+            songs_eligible=len(eligible),
+            songs_fetched=len(todo) - sum(failed.values()),
+            lyrics=statuses["lyrics"],
+            instrumental=statuses["instrumental"],
+            missing=statuses["missing"],
+            refetched_same_content=unchanged_content,
+            **{f"http_{k}": v for k, v in stats.items() if v is not None},
+        )
+    )
+
+# --- Spotify --------------------------------------------------------------------------------
+
+def _confidence_histogram(confidences: list[float]) -> str:
+    if not confidences:
+        return "_no matches attempted_"
+    bins = Counter(min(9, int(c * 10)) for c in confidences)
+    lines = ["| confidence | songs |", "|---|---|"]
+    for b in range(10):
+        if bins[b]:
+            lines.append(f"| {b / 10:.1f}–{(b + 1) / 10:.1f} | {'█' * bins[b]} {bins[b]} |")
+    return "\n".join(lines)
+
+@dg.asset(
+    partitions_def=artist_partitions,
+    deps=[genius_lyrics],
+    group_name="ingest",
+    kinds={"postgres", "python"},
+    description=(
+        "Each song matched to its Spotify track (never a remix, live or sped-up version of it), "
+        "with popularity, duration, explicit flag, ISRC and, where the app may read them, audio "
+        "features. Songs already matched are not searched again."
+    ),
+)
+def spotify_tracks(
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    warehouse: Warehouse,
+    spotify: SpotifySource,
+    cache: Cache,
+) -> dg.MaterializeResult:
+    artist_id = _artist_id(warehouse, context.partition_key)
+    songs = warehouse.fetch_dicts(
+        """SELECT s.song_id, s.title, a.name AS artist, s.featured_artists, s.release_date,
+                  t.input_hash
+             FROM songs s JOIN artists a USING (artist_id)
+             LEFT JOIN spotify_tracks t USING (song_id)
+            WHERE s.artist_id = %s AND s.skip_reason IS NULL
+            ORDER BY s.song_id""",
+        (artist_id,),
+    )
+    timer = Timer()
+    todo: list[tuple[SongToMatch, str]] = []
+    for song in songs:
+        target = SongToMatch(
+            song_id=song["song_id"],
+            title=song["title"],
+            artist=song["artist"],
+            featured=tuple(song["featured_artists"]),
+            year=song["release_date"].year if song["release_date"] else None,
+        )
+        digest = content_hash(target)
+        if config.full_refresh or song["input_hash"] != digest:
+            todo.append((target, digest))
+
+    client = spotify.client() if todo else None
+    matches: dict[int, dict[str, Any]] = {}
+    unmatched: Counter[str] = Counter()
+    unavailable: list[str] = []
+    rows: list[dict[str, Any]] = []
+    with timer.phase("match"):
+        for target, digest in todo:
+            assert client is not None
+            match_key = cache.key("spotify", "match", target.song_id, digest)
+            cached = None if config.full_refresh else cache.get_json(match_key)
+            if cached is None:
+                result = client.match(target, spotify.match_threshold)
+                cached = {
+                    "track_id": result.track["id"] if result.track else None,
+                    "confidence": result.confidence,
+                    "margin": result.margin,
+                    "reason": result.reason,
+                }
+                cache.set_json(match_key, cached, ttl_seconds=30 * 24 * 3600)
+            matches[target.song_id] = {**cached, "input_hash": digest}
+    track_ids = sorted({m["track_id"] for m in matches.values() if m["track_id"]})
+    with timer.phase("batch"):
+        tracks = {t["id"]: t for t in client.tracks(track_ids)} if client and track_ids else {}
+        features: dict[str, dict[str, Any]] = {}
+        if client and track_ids:
+            try:
+                features = client.audio_features(track_ids)
+            except FeatureUnavailable:
+                unavailable.append("audio-features (HTTP 403: not available to this app)")
+    for song_id, match in matches.items():
+        track = tracks.get(match["track_id"] or "")
+        af = features.get(match["track_id"] or "", {})
+        if match["track_id"] and track is None:
+            unmatched["matched track not returned by /tracks"] += 1
+        elif not track:
+            unmatched[match["reason"] or "no match"] += 1
+        rows.append(
+            {
+                "song_id": song_id,
+                "match_status": "matched" if track else "unmatched",
+                "unmatched_reason": None if track else (match["reason"] or "matched track not returned by /tracks"),
+                "confidence": match["confidence"],
+                "margin": match["margin"],
+                "spotify_id": track["id"] if track else None,
+                "name": track["name"] if track else None,
+                "artists": [a["name"] for a in track["artists"]] if track else None,
+                "album": track["album"]["name"] if track else None,
+                "release_date": track["album"].get("release_date") if track else None,
+                "duration_ms": track.get("duration_ms") if track else None,
+                "popularity": track.get("popularity") if track else None,
+                "explicit": track.get("explicit") if track else None,
+                "isrc": (track.get("external_ids") or {}).get("isrc") if track else None,
+                **{
+                    name: af.get(name)
+                    for name in (
+                        "danceability", "energy", "valence", "tempo", "speechiness",
+                        "acousticness", "instrumentalness", "liveness", "loudness",
+                    )
+                },
+                "input_hash": match["input_hash"],
+            }
+        )
+    with timer.phase("write"):
+        written = warehouse.upsert("spotify_tracks", rows, key=["song_id"], batch_size=BATCH)
+    confidences = [m["confidence"] for m in matches.values()]
+    matched = [r for r in rows if r["match_status"] == "matched"]
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            written=written,
+            unchanged=len(songs) - len(todo),
+            failed=Counter(),
+            preview=markdown_table(matched, ["name", "album", "popularity", "confidence", "margin"]),
+            timer=timer,
+            source=spotify.mode,
+            matched=len(matched),
+            unmatched=len(rows) - len(matched),
+            unmatched_by_reason=dg.MetadataValue.md(
+                "\n".join(f"- **{r}**: {n}" for r, n in unmatched.most_common()) or "_none_"
+            ),
+            low_confidence=sum(1 for r in matched if (r["confidence"] or 0) < 0.85),
+            confidence_histogram=dg.MetadataValue.md(_confidence_histogram(confidences)),
+            audio_features_available=not unavailable and bool(track_ids),
+            unavailable_for_this_app=", ".join(unavailable) or "none",
+            api_calls=sum(client.calls.values()) if client else 0,
+            cache_backend=cache.backend_name,
+        )
+    )
+
+# --- features, analyses, embeddings ---------------------------------------------------------
+
+@dg.asset(
+    partitions_def=artist_partitions,
+    deps=[genius_lyrics, spotify_tracks],
+    group_name="enrich",
+    kinds={"postgres", "python"},
+    description=(
+        "Rule-based lyric features: line and word counts, lexical diversity, syllables per line, "
+        "end-rhyme density, multisyllabic words, repetition, explicit language, performers."
+    ),
+)
+def lyric_features(
+    context: dg.AssetExecutionContext, config: RefreshConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    artist_id = _artist_id(warehouse, context.partition_key)
+    timer = Timer()
+    with timer.phase("read"):
+        candidates = warehouse.fetch_dicts(
+            """SELECT l.song_id, s.title, l.content_hash, f.content_hash AS done_hash, f.feature_version
+                 FROM lyrics l JOIN songs s USING (song_id)
+                 LEFT JOIN lyric_features f USING (song_id)
+                WHERE s.artist_id = %s AND l.status = 'lyrics' ORDER BY l.song_id""",
+            (artist_id,),
+        )
+        todo = [
+            c for c in candidates
+            if config.full_refresh or c["done_hash"] != c["content_hash"] or c["feature_version"] != FEATURE_VERSION
+        ]
+    rows: list[dict[str, Any]] = []
+    with timer.phase("compute"):
+        with warehouse.connection() as conn:
+            sections = load_sections(conn, [c["song_id"] for c in todo])
+        for song in todo:
+            f = compute_features(sections[song["song_id"]])
+            rows.append(
+                {
+                    "song_id": song["song_id"],
+                    "feature_version": FEATURE_VERSION,
+                    "content_hash": song["content_hash"],
+                    **{k: v for k, v in f.as_dict().items() if k in _FEATURE_COLUMNS},
+                    "features": Jsonb(f.as_dict()),
+                    "_title": song["title"],
+                }
+            )
+    preview = [{"title": r["_title"], **{k: r[k] for k in ("word_count", "unique_word_ratio", "rhyme_density")}} for r in rows]
+    with timer.phase("write"):
+        written = warehouse.upsert(
+            "lyric_features", [{k: v for k, v in r.items() if k != "_title"} for r in rows], key=["song_id"]
+        )
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            written=written,
+            unchanged=len(candidates) - len(todo),
+            preview=markdown_table(preview, ["title", "word_count", "unique_word_ratio", "rhyme_density"]),
+            timer=timer,
+            feature_version=FEATURE_VERSION,
+        )
+    )
+
+_FEATURE_COLUMNS = {
+    "line_count", "word_count", "unique_word_ratio", "avg_words_per_line", "avg_syllables_per_line",
+    "rhyme_density", "multisyllabic_ratio", "repetition_ratio", "profanity_ratio", "section_count",
+    "performer_count",
+}
+
+@dg.asset(
+    partitions_def=artist_partitions,
+    deps=[lyric_features],
+    group_name="enrich",
+    kinds={"postgres", "python"},
+    description=(
+        "Structured analyses (mood, sentiment, themes, rhyme/wordplay/flow/storytelling/complexity "
+        "sub-scores, overall quality, explicitness, summary) validated against one schema. Each row "
+        "records its analyzer, model and prompt version; unchanged lyrics are never analysed twice."
+    ),
+)
+def lyric_analyses(
+    context: dg.AssetExecutionContext, config: RefreshConfig, warehouse: Warehouse, analyzer: LyricAnalyzer
+) -> dg.MaterializeResult:
+    artist_id = _artist_id(warehouse, context.partition_key)
+    timer = Timer()
+    candidates = warehouse.fetch_dicts(
+        """SELECT l.song_id, s.title, l.content_hash, f.features, a.content_hash AS done_hash
+             FROM lyrics l JOIN songs s USING (song_id)
+             JOIN lyric_features f USING (song_id)
+             LEFT JOIN analyses a ON a.song_id = l.song_id AND a.model = %s AND a.prompt_version = %s
+            WHERE s.artist_id = %s AND l.status = 'lyrics' ORDER BY l.song_id""",
+        (analyzer.model, analyzer.prompt_version, artist_id),
+    )
+    todo = [c for c in candidates if config.full_refresh or c["done_hash"] != c["content_hash"]]
+    with warehouse.connection() as conn:
+        sections = load_sections(conn, [c["song_id"] for c in todo])
+    rows: list[dict[str, Any]] = []
+    failed: Counter[str] = Counter()
+    preview: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    with timer.phase("analyze"):
+        for song in todo:
+            started = time.perf_counter()
+            try:
+                analysis = analyzer.analyze(song["title"], sections[song["song_id"]], LyricFeatures(**song["features"]))
+            except ValueError as exc:
+                failed[f"invalid analysis: {type(exc).__name__}"] += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            row = analysis.model_dump(mode="json")
+            rows.append(
+                {
+                    "song_id": song["song_id"],
+                    "model": analyzer.model,
+                    "prompt_version": analyzer.prompt_version,
+                    "analyzer": analyzer.mode,
+                    "content_hash": song["content_hash"],
+                    **row,
+                    "latency_ms": latencies[-1],
+                }
+            )
+            preview.append({"title": song["title"], "mood": row["mood"], "themes": ", ".join(row["themes"][:3]), "quality": row["quality"]})
+    with timer.phase("write"):
+        written = warehouse.upsert("analyses", rows, key=["song_id", "model", "prompt_version"])
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            written=written,
+            unchanged=len(candidates) - len(todo),
+            failed=failed,
+            preview=markdown_table(preview, ["title", "mood", "themes", "quality"]),
+            timer=timer,
+            analyzer=analyzer.mode,
+            model=analyzer.model,
+            prompt_version=analyzer.prompt_version,
+        )
+    )
+
+@dg.asset(
+    partitions_def=artist_partitions,
+    deps=[lyric_analyses],
+    group_name="enrich",
+    kinds={"postgres", "pgvector"},
+    description=(
+        "One vector per lyric section (so a search hit can say which verse matched) and a pooled "
+        "vector per song, from the configured embedding backend."
+    ),
+)
+def lyric_embeddings(
+    context: dg.AssetExecutionContext, config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbedder
+) -> dg.MaterializeResult:
+    artist_id = _artist_id(warehouse, context.partition_key)
+    model = embedder.model_name
+    timer = Timer()
+    candidates = warehouse.fetch_dicts(
+        """SELECT l.song_id, s.title, l.content_hash, e.content_hash AS done_hash
+             FROM lyrics l JOIN songs s USING (song_id)
+             LEFT JOIN song_embeddings e ON e.song_id = l.song_id AND e.model = %s
+            WHERE s.artist_id = %s AND l.status = 'lyrics' ORDER BY l.song_id""",
+        (model, artist_id),
+    )
+    todo = [c for c in candidates if config.full_refresh or c["done_hash"] != c["content_hash"]]
+    written = chunks_written = 0
+    for batch in batched(todo, 100):
+        with warehouse.connection() as conn:
+            sections = load_sections(conn, [c["song_id"] for c in batch])
+        song_chunks = {c["song_id"]: chunk_sections(c["title"], sections[c["song_id"]]) for c in batch}
+        texts = [chunk.text for chunks in song_chunks.values() for chunk in chunks]
+        with timer.phase("embed"):
+            vectors = embedder.embedder.embed(texts)
+        with timer.phase("write"), warehouse.connection() as conn:
+            offset = 0
+            for song in batch:
+                chunks = song_chunks[song["song_id"]]
+                if not chunks:
+                    continue
+                chunk_vectors = vectors[offset : offset + len(chunks)]
+                offset += len(chunks)
+                conn.execute(
+                    """INSERT INTO song_embeddings (song_id, model, dim, content_hash, embedding)
+                       VALUES (%s, %s, %s, %s, %s)
+                       ON CONFLICT (song_id, model) DO UPDATE SET dim = EXCLUDED.dim,
+                           content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
+                           updated_at = now()""",
+                    (song["song_id"], model, int(chunk_vectors.shape[1]), song["content_hash"], pool(chunk_vectors)),
+                )
+                conn.execute(
+                    "DELETE FROM section_embeddings WHERE song_id = %s AND model = %s", (song["song_id"], model)
+                )
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO section_embeddings (song_id, model, ordinal, header, text, embedding) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)",
+                        [
+                            (song["song_id"], model, c.ordinal, c.header, c.text, v)
+                            for c, v in zip(chunks, chunk_vectors, strict=True)
+                        ],
+                    )
+                written += 1
+                chunks_written += len(chunks)
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            written=written,
+            unchanged=len(candidates) - len(todo),
+            preview=markdown_table(
+                [{"title": c["title"]} for c in todo], ["title"]
+            ),
+            timer=timer,
+            model=model,
+            dimension=embedder.dim,
+            section_vectors_written=chunks_written,
+            texts_per_second=round(chunks_written / timer.seconds["embed"], 1) if timer.seconds.get("embed") else None,
+        )
+    )
+
+# --- corpus-wide ----------------------------------------------------------------------------
+
+@dg.asset(
+    deps=[lyric_embeddings],
+    group_name="serve",
+    kinds={"postgres", "pgvector"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "The HNSW (cosine) index over every song vector of the configured embedding model, which "
+        "RapSearch queries. Rebuilt only when the indexed vectors changed."
+    ),
+)
+def search_index(config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbedder) -> dg.MaterializeResult:
+    build = build_search_index(warehouse, embedder.model_name, embedder.dim, force=config.full_refresh)
+    return dg.MaterializeResult(
+        metadata={
+            "model": build.model,
+            "index_name": build.index_name,
+            "vectors_indexed": dg.MetadataValue.int(build.vectors),
+            "songs_by_artist": dg.MetadataValue.md(markdown_table(build.by_artist, ["artist", "songs"], limit=50)),
+            "rebuilt": build.rebuilt,
+            "rows_written": dg.MetadataValue.int(1 if build.rebuilt else 0),
+            "rows_unchanged": dg.MetadataValue.int(0 if build.rebuilt else build.vectors),
+            "build_seconds": dg.MetadataValue.float(build.seconds),
+            "index_size_bytes": dg.MetadataValue.int(build.size_bytes),
+            "hnsw_m": HNSW_M,
+            "hnsw_ef_construction": HNSW_EF_CONSTRUCTION,
+        }
+    )
+
+class EvaluationConfig(dg.Config):
+    seed: int = 7
+    test_fraction: float = 0.25
+    min_labelled: int = 30
+    """Fewer LLM-labelled songs than this: no metrics are computed, and the metadata says so."""
+
+@dg.asset(
+    deps=[lyric_analyses, lyric_embeddings],
+    group_name="evaluate",
+    kinds={"postgres", "scikitlearn"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "Can a cheap model predict the LLM's quality score from lyric features and embeddings? A "
+        "ridge model is trained on a seeded, artist-grouped split and compared on the held-out "
+        "songs with the rule-based score and a random baseline (MAE, RMSE). Labels from the "
+        "rule-based analyzer never count: it is one of the baselines."
+    ),
+)
+def evaluation_metrics(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse, embedder: TextEmbedder
+) -> dg.MaterializeResult:
+    dataset = load_dataset(warehouse, embedder.model_name)
+    settings = EvaluationSettings(seed=config.seed, test_fraction=config.test_fraction, min_labelled=config.min_labelled)
+    result = evaluate(dataset, settings)
+    if result.skipped_reason:
+        context.log.warning(result.skipped_reason)
+        return dg.MaterializeResult(
+            metadata={
+                "status": "not evaluated",
+                "reason": result.skipped_reason,
+                "labelled_songs": dg.MetadataValue.int(dataset.n_labelled),
+                "min_labelled": dg.MetadataValue.int(config.min_labelled),
+                "rows_written": dg.MetadataValue.int(0),
+            }
+        )
+    run_id = context.run_id
+    persist_evaluation(warehouse, run_id, result)
+    metadata: dict[str, Any] = {
+        "status": "evaluated",
+        "run_id": run_id,
+        "dataset_hash": result.dataset_hash,
+        "label_source": result.label_source,
+        "n_train": dg.MetadataValue.int(result.n_train),
+        "n_test": dg.MetadataValue.int(result.n_test),
+        "metrics": dg.MetadataValue.md(result.markdown()),
+        "rows_written": dg.MetadataValue.int(len(result.models)),
+    }
+    for model in result.models:
+        metadata[f"{model.name}_mae"] = dg.MetadataValue.float(model.mae)
+        metadata[f"{model.name}_rmse"] = dg.MetadataValue.float(model.rmse)
+    return dg.MaterializeResult(metadata=metadata)
+
+ARTIST_ASSETS = [genius_song_index, genius_lyrics, spotify_tracks, lyric_features, lyric_analyses, lyric_embeddings]
+CORPUS_ASSETS = [search_index, evaluation_metrics]

@@ -1,0 +1,204 @@
+"""The ``rap-assets`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rap_assets.settings import project_root, rap_assets_home
+
+
+def _dagster_home() -> Path:
+    """``DAGSTER_HOME``, defaulting to ``$RAP_ASSETS_HOME/dagster`` with the project's
+    dagster.yaml, so the CLI's runs and ``rap-assets dev`` share one instance."""
+    configured = os.environ.get("DAGSTER_HOME")
+    home = Path(configured) if configured else rap_assets_home() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    template = project_root() / "dagster.yaml"
+    target = home / "dagster.yaml"
+    if not configured and template.is_file() and (not target.exists() or target.read_text() != template.read_text()):
+        shutil.copyfile(template, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from rap_assets.warehouse import Warehouse, migrate, redact_url
+
+    warehouse = Warehouse(database_url=os.environ.get("DATABASE_URL") or None)
+    applied = migrate(warehouse.url)
+    target = redact_url(warehouse.url) if warehouse.database_url else "embedded pgserver"
+    if applied:
+        for m in applied:
+            print(f"applied {m.version:03d}_{m.name}")
+    else:
+        print(f"{target}: schema is up to date")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    _dagster_home()
+    from rap_assets.automation import artist_partitions, load_watchlist
+    from rap_assets.definitions import defs
+
+    watchlist = load_watchlist()
+    keys = [a.partition_key for a in watchlist]
+    if args.artist:
+        wanted = {a.strip().lower() for a in args.artist}
+        keys = [a.partition_key for a in watchlist if a.name.lower() in wanted or a.partition_key in wanted]
+        if not keys:
+            print(f"none of {args.artist} is on the watchlist", file=sys.stderr)
+            return 2
+    failures = 0
+    with dg.DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(artist_partitions.name or "artists"))
+        missing = [k for k in keys if k not in known]
+        if missing:
+            instance.add_dynamic_partitions(artist_partitions.name or "artists", missing)
+        artist_job = defs.resolve_job_def("artist_refresh")
+        run_config = _refresh_config(artist_job, args.full_refresh)
+        for index, key in enumerate(keys, start=1):
+            started = time.perf_counter()
+            print(f"[{index}/{len(keys)}] {key}: ", end="", flush=True)
+            result = artist_job.execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False, run_config=run_config
+            )
+            failures += not result.success
+            print(_summary(result, started))
+        corpus_job = defs.resolve_job_def("corpus_refresh")
+        started = time.perf_counter()
+        print("[corpus] search index + evaluation: ", end="", flush=True)
+        result = corpus_job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=_refresh_config(corpus_job, args.full_refresh)
+        )
+        failures += not result.success
+        print(_summary(result, started))
+    if failures:
+        print(f"{failures} run(s) failed; see the Dagster UI (rap-assets dev) for the logs", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _refresh_config(job: object, full_refresh: bool) -> dict[str, object]:
+    # The CLI prints its own progress line per run; Dagster's step logs stay in the UI.
+    quiet: dict[str, object] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if not full_refresh:
+        return quiet
+    from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS
+
+    ops = {}
+    for asset in [*ARTIST_ASSETS, *CORPUS_ASSETS]:
+        if asset.op.config_schema is not None and asset.key.to_user_string() != "evaluation_metrics":
+            ops[asset.op.name] = {"config": {"full_refresh": True}}
+    selected = {n.name for n in job.graph.node_defs}  # type: ignore[attr-defined]
+    return {**quiet, "ops": {name: cfg for name, cfg in ops.items() if name in selected}}
+
+
+def _summary(result: object, started: float) -> str:
+    import dagster as dg
+
+    assert isinstance(result, dg.ExecuteInProcessResult)
+    parts = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        written = materialization.metadata.get("rows_written")
+        value = getattr(written, "value", written)
+        parts.append(f"{materialization.asset_key.to_user_string()}={value}")
+    status = "ok" if result.success else "FAILED"
+    if not result.success:
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            message = error.message.strip().splitlines()[0] if error else "unknown error"
+            parts.append(f"{event.step_key}: {message}")
+    return f"{status} in {time.perf_counter() - started:.1f}s (rows written: {', '.join(parts)})"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rap_assets.search import RapSearch
+
+    search = RapSearch(database_url=os.environ.get("DATABASE_URL") or None)
+    try:
+        hits = search.search(args.query, limit=args.limit)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([h.model_dump(mode="json") for h in hits], indent=2, ensure_ascii=False))
+    else:
+        for hit in hits:
+            print(hit)
+        if not hits:
+            print("no results: materialize the pipeline first (rap-assets materialize)", file=sys.stderr)
+    return 0
+
+
+def cmd_parse_lyrics(args: argparse.Namespace) -> int:
+    from rap_assets.lyrics import UnreadablePage, parse_lyrics_html
+
+    try:
+        parsed = parse_lyrics_html(Path(args.page).read_bytes())
+    except (OSError, UnreadablePage) as exc:
+        print(f"error: cannot read {args.page}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(parsed.to_dict(), indent=2, ensure_ascii=False))
+    elif parsed.text:
+        print(parsed.text)
+    else:
+        print(f"({parsed.status})")
+    return {"lyrics": 0, "instrumental": 3, "missing": 4}[parsed.status]
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    home = _dagster_home()
+    print(f"DAGSTER_HOME={home}")
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(project_root() / "workspace.yaml"), *args.dagster_args]
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover - execv does not return
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rap-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="warehouse administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_db_migrate)
+
+    mat = sub.add_parser("materialize", help="materialize the whole lineage for every watchlist artist")
+    mat.add_argument("--artist", action="append", help="only this artist (repeatable)")
+    mat.add_argument("--full-refresh", action="store_true", help="re-fetch and recompute everything")
+    mat.set_defaults(func=cmd_materialize)
+
+    search = sub.add_parser("search", help="search the lyrics")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    parse = sub.add_parser("parse-lyrics", help="parse a saved genius.com song page")
+    parse.add_argument("page")
+    parse.add_argument("--json", action="store_true")
+    parse.set_defaults(func=cmd_parse_lyrics)
+
+    dev = sub.add_parser("dev", help="run the Dagster UI and daemon (dagster dev) on the project instance")
+    dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed on to dagster dev")
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

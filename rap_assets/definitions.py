@@ -1,0 +1,63 @@
+"""The Dagster code location: assets, checks, jobs, the watchlist sensor, the refresh schedule
+and the resources, each configured from the environment (see rap_assets.settings.ENV_VARS)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from rap_assets.analysis import LyricAnalyzer
+from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS
+from rap_assets.automation import artist_partitions, build_automation
+from rap_assets.cache import Cache
+from rap_assets.checks import ALL_CHECKS
+from rap_assets.embeddings import TextEmbedder
+from rap_assets.genius import GeniusSource
+from rap_assets.search import RapSearch
+from rap_assets.settings import env_or, optional_env
+from rap_assets.spotify import SpotifySource
+from rap_assets.warehouse import Warehouse
+
+artist_job = dg.define_asset_job(
+    "artist_refresh",
+    selection=dg.AssetSelection.assets(*ARTIST_ASSETS),
+    partitions_def=artist_partitions,
+    description="Scrape, enrich, analyse and embed one artist (one partition).",
+)
+corpus_job = dg.define_asset_job(
+    "corpus_refresh",
+    selection=dg.AssetSelection.assets(*CORPUS_ASSETS),
+    description="Rebuild the search index and re-run the evaluation over every artist.",
+)
+artist_watchlist_sensor, weekly_artist_refresh = build_automation(artist_job)
+
+
+def build_resources() -> dict[str, object]:
+    database_url = optional_env("DATABASE_URL")
+    return {
+        "warehouse": Warehouse(database_url=database_url),
+        "cache": Cache(redis_url=optional_env("REDIS_URL")),
+        "genius": GeniusSource(
+            access_token=optional_env("GENIUS_ACCESS_TOKEN"),
+            api_base_url=env_or("GENIUS_API_BASE_URL", "https://api.genius.com"),
+            web_base_url=env_or("GENIUS_WEB_BASE_URL", "https://genius.com"),
+        ),
+        "spotify": SpotifySource(
+            client_id=optional_env("SPOTIPY_CLIENT_ID"),
+            client_secret=optional_env("SPOTIPY_CLIENT_SECRET"),
+            api_base_url=env_or("SPOTIFY_API_BASE_URL", "https://api.spotify.com"),
+            auth_url=env_or("SPOTIFY_AUTH_URL", "https://accounts.spotify.com/api/token"),
+        ),
+        "analyzer": LyricAnalyzer(),
+        "embedder": TextEmbedder(),
+        "search": RapSearch(database_url=database_url),
+    }
+
+
+defs = dg.Definitions(
+    assets=[*ARTIST_ASSETS, *CORPUS_ASSETS],
+    asset_checks=ALL_CHECKS,
+    jobs=[artist_job, corpus_job],
+    sensors=[artist_watchlist_sensor],
+    schedules=[weekly_artist_refresh],
+    resources=build_resources(),
+)
