@@ -7,7 +7,7 @@ import dagster as dg
 
 from rap_assets.analysis import LyricAnalyzer
 from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS
-from rap_assets.automation import artist_partitions, build_automation
+from rap_assets.automation import build_automation
 from rap_assets.cache import Cache
 from rap_assets.checks import ALL_CHECKS
 from rap_assets.embeddings import TextEmbedder
@@ -20,7 +20,6 @@ from rap_assets.warehouse import Warehouse
 artist_job = dg.define_asset_job(
     "artist_refresh",
     selection=dg.AssetSelection.assets(*ARTIST_ASSETS),
-    partitions_def=artist_partitions,
     description="Scrape, enrich, analyse and embed one artist (one partition).",
 )
 corpus_job = dg.define_asset_job(

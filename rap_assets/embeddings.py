@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,26 +24,56 @@ class Embedder(Protocol):
         ...
 
 
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_SUFFIXES = ("'s", "in'", "ingly", "edly", "ings", "ing", "ers", "ed", "es", "er", "s", "ly")
+
+
+def stem(word: str) -> str:
+    """Strip inflections until none is left, keeping at least three letters: "gerrymandering"
+    and "gerrymander" both become "gerrymand", "ballots" becomes "ballot"."""
+    changed = True
+    while changed:
+        changed = False
+        for suffix in _SUFFIXES:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[: -len(suffix)]
+                changed = True
+                break
+    return word
+
+
+def analyze_words(text: str) -> list[str]:
+    """Stemmed content words. Bigrams were tried and dropped: they rarely match between a short
+    query and a verse, and every unmatched feature adds projection noise to the cosine."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return [stem(t) for t in _TOKEN.findall(text.lower().replace("’", "'")) if t not in ENGLISH_STOP_WORDS]
+
+
 class HashingEmbedder:
-    """Feature-hashed word uni/bi-grams and character 3–5-grams, sublinear TF, projected to
-    ``dim`` dimensions by a fixed seeded sparse random projection, then L2-normalised.
+    """Feature-hashed stemmed words with sublinear TF, projected to ``dim``
+    dimensions by a fixed seeded sparse random projection, then L2-normalised.
 
     It needs no model download and no corpus statistics, so every process produces identical
-    vectors for identical text. Random projection preserves cosine similarity of the hashed
-    TF vectors (Johnson–Lindenstrauss): it is a lexical, not a semantic, similarity, which the
-    search issue measures against transformer backends.
+    vectors for identical text. Random projection preserves the cosine similarity of the hashed
+    TF vectors (Johnson–Lindenstrauss): this is lexical similarity, not semantic, which is why
+    the search issue measures transformer backends against it.
     """
 
-    def __init__(self, dim: int = 384, n_features: int = 2**18, seed: int = 20240601) -> None:
+    def __init__(self, dim: int = 384, n_features: int = 2**17, seed: int = 20240601) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
         from sklearn.random_projection import SparseRandomProjection
 
         self.dim = dim
-        self.name = f"hashing-{dim}-v1"
-        common = {"n_features": n_features, "alternate_sign": False, "norm": None, "lowercase": True}
-        self._words = HashingVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english", **common)
-        self._chars = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common)
-        projection = SparseRandomProjection(n_components=dim, random_state=seed, dense_output=True)
+        self.name = f"hashing-{dim}-v4"
+        self._vectorizer = HashingVectorizer(
+            analyzer=analyze_words, n_features=n_features, alternate_sign=False, norm=None
+        )
+        # ~16 non-zeros per hashed feature: sklearn's default density (1/sqrt(n_features)) would
+        # leave most features with no non-zero at all at this width, and their words invisible
+        projection = SparseRandomProjection(
+            n_components=dim, density=16 / dim, random_state=seed, dense_output=True
+        )
         projection.fit(np.zeros((1, n_features), dtype=np.float64))
         self._projection = projection
         self._lock = threading.Lock()
@@ -50,15 +81,10 @@ class HashingEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        words = self._words.transform(texts)
-        chars = self._chars.transform(texts)
-        for matrix in (words, chars):
-            matrix.data = 1.0 + np.log(matrix.data)  # sublinear TF
-        # Words carry topic; character n-grams add robustness to inflection and spelling.
-        combined = words * 1.0 + chars * 0.35
+        counts = self._vectorizer.transform(texts)
+        counts.data = 1.0 + np.log(counts.data)  # sublinear TF: a chorus repeated 8 times is not 8x the topic
         with self._lock:
-            dense = self._projection.transform(combined)
-        dense = np.asarray(dense, dtype=np.float32)
+            dense = np.asarray(self._projection.transform(counts), dtype=np.float32)
         norms = np.linalg.norm(dense, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return dense / norms

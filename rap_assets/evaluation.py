@@ -118,7 +118,7 @@ def load_dataset(warehouse: Warehouse, embedding_model: str) -> Dataset:
         lyric = LyricFeatures(**feats)
         spotify = [float(popularity or 0), float(duration or 0) / 60000.0, float(bool(explicit))]
         features.append([float(feats[name]) for name in FEATURE_NAMES] + spotify)
-        embeddings.append(np.asarray(embedding, dtype=np.float32))
+        embeddings.append(np.asarray(embedding.to_numpy(), dtype=np.float32))
         labels.append(float(quality))
         rule_scores.append(analyze_rule_based(title, sections[song_id], lyric).quality)
         groups.append(artist_id)

@@ -1,0 +1,123 @@
+"""Local HTTP servers that tests start: a fake Genius (API and pages) with scripted faults.
+
+Faults are real at the socket level: a 429 with Retry-After, 5xx, a response delayed past the
+client's timeout, a connection closed without a response, a malformed body.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from rap_assets.sample_corpus.replay import GeniusReplayTransport
+
+
+@dataclass
+class Fault:
+    kind: str  # "status" | "delay" | "drop" | "malformed"
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    path_prefix: str = ""  # only requests whose path starts with this
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    headers: dict[str, str]
+    at: float
+
+
+class FakeGenius:
+    """Serves the sample corpus over real HTTP: ``/api/...`` is the API, anything else a page."""
+
+    def __init__(self, page_delay: float = 0.0) -> None:
+        self.transport = GeniusReplayTransport()
+        self.faults: deque[Fault] = deque()
+        self.log: list[RequestRecord] = []
+        self.page_delay = page_delay
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.base}/api"
+
+    def fail_next(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in list(self.faults):
+                if path.startswith(fault.path_prefix):
+                    self.faults.remove(fault)
+                    return fault
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake.log.append(RequestRecord("GET", self.path, dict(self.headers), time.monotonic()))
+                fault = fake._take_fault(self.path)
+                if fault and fault.kind == "drop":
+                    self.connection.close()
+                    return
+                if fault and fault.kind == "delay":
+                    time.sleep(fault.seconds)
+                if fault and fault.kind == "status":
+                    body = b'{"meta": {"status": %d}}' % fault.status
+                    self._send(fault.status, body, {"Content-Type": "application/json", **fault.headers})
+                    return
+                if fault and fault.kind == "malformed":
+                    self._send(200, b'{"meta": {"status": 200}, "response": {"so', {"Content-Type": "application/json"})
+                    return
+                api = self.path.startswith("/api/")
+                target = self.path.removeprefix("/api") if api else self.path
+                host = "api.genius.com" if api else "genius.com"
+                if not api and fake.page_delay:
+                    time.sleep(fake.page_delay)
+                response = fake.transport.handle_request(httpx.Request("GET", f"https://{host}{target}"))
+                response.read()
+                self._send(response.status_code, response.content, {"Content-Type": response.headers.get("content-type", "text/html")})
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+    @contextmanager
+    def running(self) -> Iterator[FakeGenius]:
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
