@@ -38,6 +38,12 @@ class RefreshConfig(dg.Config):
     full_refresh: bool = False
     """Ignore what the warehouse already holds and fetch or compute everything again."""
 
+class LyricsConfig(RefreshConfig):
+    batch_size: int = 10
+    """Songs per transaction. At the default 2 requests/s a batch commits every ~5 s, so a crash
+    loses little, and a rerun fetches only what was not committed."""
+
+
 class SongIndexConfig(RefreshConfig):
     sort: Literal["popularity", "title"] = "popularity"
     max_songs: int | None = None
@@ -207,7 +213,7 @@ def genius_song_index(
 )
 def genius_lyrics(
     context: dg.AssetExecutionContext,
-    config: RefreshConfig,
+    config: LyricsConfig,
     warehouse: Warehouse,
     genius: GeniusSource,
     cache: Cache,
@@ -231,7 +237,7 @@ def genius_lyrics(
     written = unchanged_content = 0
     circuit_error: CircuitOpenError | None = None
     with genius.client(cache) as client:
-        for batch in batched(todo, BATCH):
+        for batch in batched(todo, config.batch_size):
             parsed_rows: list[tuple[dict[str, Any], Any]] = []
             with timer.phase("fetch"):
                 for song in batch:

@@ -292,7 +292,7 @@ class GeniusSource(dg.ConfigurableResource):
             follow_redirects=True,
         )
         breaker = (
-            CircuitBreaker(cache, "genius", self.circuit_failure_threshold, self.circuit_reset_seconds)
+            CircuitBreaker(cache, SERVICE, self.circuit_failure_threshold, self.circuit_reset_seconds)
             if cache is not None
             else None
         )

@@ -96,8 +96,8 @@ class CircuitBreaker:
         self.service = service
         self.failure_threshold = failure_threshold
         self.reset_seconds = reset_seconds
-        self._failures_key = cache.key("circuit", service, "failures")
-        self._open_key = cache.key("circuit", service, "open_until")
+        self._failures_key = cache.key("circuit", service.lower(), "failures")
+        self._open_key = cache.key("circuit", service.lower(), "open_until")
 
     def check(self) -> None:
         open_until = self.cache.backend.get(self._open_key)

@@ -1,0 +1,128 @@
+"""The Genius client over real HTTP against a local fake Genius, with injected faults."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rap_assets.cache import Cache
+from rap_assets.genius import GeniusClient, GeniusSource
+from rap_assets.resilience import CircuitOpenError, UpstreamError, retry_after_seconds
+
+from .fakes import FakeGenius, Fault
+
+TOKEN = "sekret-genius-token-0123456789"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGenius]:
+    with FakeGenius().running() as server:
+        yield server
+
+
+def _client(fake: FakeGenius, **overrides: object) -> GeniusClient:
+    settings = {
+        "access_token": TOKEN,
+        "api_base_url": fake.api_base,
+        "web_base_url": fake.base,
+        "requests_per_second": 50.0,
+        "timeout_seconds": 0.5,
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 5.0,
+        **overrides,
+    }
+    return GeniusSource(**settings).client(Cache(namespace=f"genius-{time.monotonic_ns()}"))  # type: ignore[arg-type]
+
+
+def test_pagination_follows_next_page_across_three_pages(fake: FakeGenius) -> None:
+    with _client(fake) as client:
+        songs = list(client.artist_songs(700001, sort="title", per_page=4))
+    assert len(songs) == 11
+    assert len({s.song_id for s in songs}) == 11
+    pages = [r.path for r in fake.log if "/songs?" in r.path]
+    assert len(pages) == 3 and "page=3" in pages[-1]
+    assert all(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in fake.log)
+
+
+def test_resolve_artist_and_song_details(fake: FakeGenius) -> None:
+    with _client(fake) as client:
+        artist = client.resolve_artist("kilo vance")
+        song = client.song(70000103)
+    assert artist.artist_id == 700001 and artist.name == "Kilo Vance"
+    assert song.title == "Round Three" and song.featured_artists == ("Sister Solace",)
+    assert song.album == "Ledger of Bars" and song.release_date is not None
+
+
+def test_429_retry_after_is_honoured(fake: FakeGenius) -> None:
+    fake.fail_next(Fault("status", 429, {"Retry-After": "1"}, path_prefix="/api/songs"))
+    with _client(fake) as client:
+        started = time.monotonic()
+        client.song(70000101)
+        waited = time.monotonic() - started
+        assert client.stats.retries == 1
+    assert waited >= 1.0
+    first, second = [r.at for r in fake.log if r.path.startswith("/api/songs")]
+    assert second - first >= 1.0
+
+
+def test_two_500s_then_success(fake: FakeGenius) -> None:
+    fake.fail_next(Fault("status", 500, path_prefix="/api/songs"), Fault("status", 503, path_prefix="/api/songs"))
+    with _client(fake) as client:
+        assert client.song(70000101).song_id == 70000101
+        assert client.stats.retries == 2
+        assert client.stats.statuses["500"] == 1 and client.stats.statuses["503"] == 1
+
+
+def test_timeout_is_retried(fake: FakeGenius) -> None:
+    fake.fail_next(Fault("delay", seconds=1.5, path_prefix="/api/songs"))
+    with _client(fake) as client:
+        assert client.song(70000101).song_id == 70000101
+        assert client.stats.statuses["ReadTimeout"] == 1
+
+
+def test_dropped_connection_is_retried(fake: FakeGenius) -> None:
+    fake.fail_next(Fault("drop", path_prefix="/api/songs"))
+    with _client(fake) as client:
+        assert client.song(70000101).song_id == 70000101
+        assert client.stats.retries == 1
+
+
+def test_malformed_body_is_a_clear_error(fake: FakeGenius) -> None:
+    fake.fail_next(Fault("malformed", path_prefix="/api/songs"))
+    with _client(fake) as client, pytest.raises(UpstreamError, match=r"^Genius: malformed JSON response for /songs/70000101"):
+        client.song(70000101)
+
+
+def test_circuit_opens_after_consecutive_failures(fake: FakeGenius) -> None:
+    fake.fail_next(*[Fault("status", 502) for _ in range(10)])
+    with _client(fake, circuit_failure_threshold=3, max_attempts=2, circuit_reset_seconds=30) as client:
+        with pytest.raises(UpstreamError, match="gave up after 2 attempts: HTTP 502"):
+            client.song(70000101)
+        with pytest.raises(CircuitOpenError, match="^Genius: circuit open"):
+            client.song(70000101)
+    assert len(fake.log) == 3  # the open circuit sent nothing
+
+
+def test_error_pages_are_returned_not_parsed_as_lyrics(fake: FakeGenius) -> None:
+    with _client(fake) as client:
+        status, _ = client.song_page("/No-such-song-lyrics")
+    assert status == 404
+
+
+def test_token_never_appears_in_errors_or_logs(fake: FakeGenius, caplog: pytest.LogCaptureFixture) -> None:
+    fake.fail_next(*[Fault("status", 500) for _ in range(3)])
+    with caplog.at_level(logging.DEBUG), _client(fake, max_attempts=3) as client:
+        with pytest.raises(UpstreamError) as error:
+            client.song(70000101)
+    assert TOKEN not in str(error.value) and TOKEN not in repr(error.value)
+    assert TOKEN not in caplog.text
+
+
+def test_retry_after_parses_seconds_and_dates() -> None:
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
