@@ -38,36 +38,370 @@ class Explicitness(StrEnum):
 #: The controlled theme vocabulary, with the words that signal each theme to the rule-based
 #: analyzer. An LLM analyzer is asked to choose from the same keys.
 THEMES: dict[str, frozenset[str]] = {
-    "battle": frozenset("battle cypher bars punchline punchlines rapper rappers judges belt round rebuttal diss verse verses rhyme rhymes mic crowd".split()),
-    "wordplay": frozenset("metaphor metaphors syllable syllables homophone grammar syntax clause couplet couplets pen ink quill wordsmith vocabulary".split()),
-    "money": frozenset("money cash bands racks bag stacks rich paid wage wages rent dollar dollars bank profit debt hundred".split()),
-    "luxury": frozenset("diamonds ice rollie chain lambo benz bentley birkin designer drip foreign penthouse jet gold platinum cuban".split()),
-    "street": frozenset("trap trapping bando block corner plug opps glock hood hustle kitchen burner".split()),
-    "politics": frozenset("vote ballot democracy council power system union gerrymander organize march protest mayor policy".split()),
-    "injustice": frozenset("redlined racism injustice poison lead surveillance arrest prison jail detective confessed planted".split()),
-    "education": frozenset("library books read reading teach teacher classroom school knowledge learn learned diploma".split()),
-    "history": frozenset("ancestors history heritage grandmama grandfather grandpa records passage railroad past".split()),
-    "party": frozenset("party dance dancing club weekend friday confetti dj bass birthday karaoke celebrate champagne".split()),
-    "summer": frozenset("summer pool sunshine beach sunscreen boardwalk carnival coast road sunset".split()),
-    "storytelling": frozenset("stranger diner motel juror jury trial letter captain keeper years later named".split()),
-    "crime": frozenset("con forged package siren roadblock cell prosecutor guilty case shot".split()),
-    "family": frozenset("mama mother father grandma grandpa brother sister cousin uncle aunt son daughter family reunion".split()),
-    "mental health": frozenset("anxiety depression therapy therapist medication healing recovery panic lonely loneliness sadness overthinking burnout".split()),
-    "grief": frozenset("grief dead passed funeral wake gone died tears".split()),
-    "self-doubt": frozenset("enough imposter regrets failures mirror scared recognize sorry".split()),
-    "resilience": frozenset("survive survived breathe climb healing better stand rise forgive made".split()),
-    "love": frozenset("love loving heart kiss baby lover".split()),
-    "work": frozenset("job jobs shift shifts boss work working worker workers overtime emails".split()),
+    "battle": frozenset(
+        [
+            "battle",
+            "cypher",
+            "bars",
+            "punchline",
+            "punchlines",
+            "rapper",
+            "rappers",
+            "judges",
+            "belt",
+            "round",
+            "rebuttal",
+            "diss",
+            "verse",
+            "verses",
+            "rhyme",
+            "rhymes",
+            "mic",
+            "crowd",
+        ]
+    ),
+    "wordplay": frozenset(
+        [
+            "metaphor",
+            "metaphors",
+            "syllable",
+            "syllables",
+            "homophone",
+            "grammar",
+            "syntax",
+            "clause",
+            "couplet",
+            "couplets",
+            "pen",
+            "ink",
+            "quill",
+            "wordsmith",
+            "vocabulary",
+        ]
+    ),
+    "money": frozenset(
+        [
+            "money",
+            "cash",
+            "bands",
+            "racks",
+            "bag",
+            "stacks",
+            "rich",
+            "paid",
+            "wage",
+            "wages",
+            "rent",
+            "dollar",
+            "dollars",
+            "bank",
+            "profit",
+            "debt",
+            "hundred",
+        ]
+    ),
+    "luxury": frozenset(
+        [
+            "diamonds",
+            "ice",
+            "rollie",
+            "chain",
+            "lambo",
+            "benz",
+            "bentley",
+            "birkin",
+            "designer",
+            "drip",
+            "foreign",
+            "penthouse",
+            "jet",
+            "gold",
+            "platinum",
+            "cuban",
+        ]
+    ),
+    "street": frozenset(
+        [
+            "trap",
+            "trapping",
+            "bando",
+            "block",
+            "corner",
+            "plug",
+            "opps",
+            "glock",
+            "hood",
+            "hustle",
+            "kitchen",
+            "burner",
+        ]
+    ),
+    "politics": frozenset(
+        [
+            "vote",
+            "ballot",
+            "democracy",
+            "council",
+            "power",
+            "system",
+            "union",
+            "gerrymander",
+            "organize",
+            "march",
+            "protest",
+            "mayor",
+            "policy",
+        ]
+    ),
+    "injustice": frozenset(
+        [
+            "redlined",
+            "racism",
+            "injustice",
+            "poison",
+            "lead",
+            "surveillance",
+            "arrest",
+            "prison",
+            "jail",
+            "detective",
+            "confessed",
+            "planted",
+        ]
+    ),
+    "education": frozenset(
+        [
+            "library",
+            "books",
+            "read",
+            "reading",
+            "teach",
+            "teacher",
+            "classroom",
+            "school",
+            "knowledge",
+            "learn",
+            "learned",
+            "diploma",
+        ]
+    ),
+    "history": frozenset(
+        [
+            "ancestors",
+            "history",
+            "heritage",
+            "grandmama",
+            "grandfather",
+            "grandpa",
+            "records",
+            "passage",
+            "railroad",
+            "past",
+        ]
+    ),
+    "party": frozenset(
+        [
+            "party",
+            "dance",
+            "dancing",
+            "club",
+            "weekend",
+            "friday",
+            "confetti",
+            "dj",
+            "bass",
+            "birthday",
+            "karaoke",
+            "celebrate",
+            "champagne",
+        ]
+    ),
+    "summer": frozenset(
+        [
+            "summer",
+            "pool",
+            "sunshine",
+            "beach",
+            "sunscreen",
+            "boardwalk",
+            "carnival",
+            "coast",
+            "road",
+            "sunset",
+        ]
+    ),
+    "storytelling": frozenset(
+        [
+            "stranger",
+            "diner",
+            "motel",
+            "juror",
+            "jury",
+            "trial",
+            "letter",
+            "captain",
+            "keeper",
+            "years",
+            "later",
+            "named",
+        ]
+    ),
+    "crime": frozenset(
+        [
+            "con",
+            "forged",
+            "package",
+            "siren",
+            "roadblock",
+            "cell",
+            "prosecutor",
+            "guilty",
+            "case",
+            "shot",
+        ]
+    ),
+    "family": frozenset(
+        [
+            "mama",
+            "mother",
+            "father",
+            "grandma",
+            "grandpa",
+            "brother",
+            "sister",
+            "cousin",
+            "uncle",
+            "aunt",
+            "son",
+            "daughter",
+            "family",
+            "reunion",
+        ]
+    ),
+    "mental health": frozenset(
+        [
+            "anxiety",
+            "depression",
+            "therapy",
+            "therapist",
+            "medication",
+            "healing",
+            "recovery",
+            "panic",
+            "lonely",
+            "loneliness",
+            "sadness",
+            "overthinking",
+            "burnout",
+        ]
+    ),
+    "grief": frozenset(["grief", "dead", "passed", "funeral", "wake", "gone", "died", "tears"]),
+    "self-doubt": frozenset(
+        ["enough", "imposter", "regrets", "failures", "mirror", "scared", "recognize", "sorry"]
+    ),
+    "resilience": frozenset(
+        [
+            "survive",
+            "survived",
+            "breathe",
+            "climb",
+            "healing",
+            "better",
+            "stand",
+            "rise",
+            "forgive",
+            "made",
+        ]
+    ),
+    "love": frozenset(["love", "loving", "heart", "kiss", "baby", "lover"]),
+    "work": frozenset(
+        [
+            "job",
+            "jobs",
+            "shift",
+            "shifts",
+            "boss",
+            "work",
+            "working",
+            "worker",
+            "workers",
+            "overtime",
+            "emails",
+        ]
+    ),
 }
 
 _POSITIVE = frozenset(
-    "love free freedom happy alive celebrate dream dreams peace hope home better bright light shining "
-    "proud win winning fun friends family great fly truth strong safe alright healing forgive".split()
+    [
+        "love",
+        "free",
+        "freedom",
+        "happy",
+        "alive",
+        "celebrate",
+        "dream",
+        "dreams",
+        "peace",
+        "hope",
+        "home",
+        "better",
+        "bright",
+        "light",
+        "shining",
+        "proud",
+        "win",
+        "winning",
+        "fun",
+        "friends",
+        "family",
+        "great",
+        "fly",
+        "truth",
+        "strong",
+        "safe",
+        "alright",
+        "healing",
+        "forgive",
+    ]
 )
 _NEGATIVE = frozenset(
-    "pain hell dead death grave poison lost lose lonely sad sadness scared regret regrets cry cried "
-    "tears hate broke struggle debt anxiety depression burnout cold dark fear paranoid guilty "
-    "drowning failures war jail prison starved".split()
+    [
+        "pain",
+        "hell",
+        "dead",
+        "death",
+        "grave",
+        "poison",
+        "lost",
+        "lose",
+        "lonely",
+        "sad",
+        "sadness",
+        "scared",
+        "regret",
+        "regrets",
+        "cry",
+        "cried",
+        "tears",
+        "hate",
+        "broke",
+        "struggle",
+        "debt",
+        "anxiety",
+        "depression",
+        "burnout",
+        "cold",
+        "dark",
+        "fear",
+        "paranoid",
+        "guilty",
+        "drowning",
+        "failures",
+        "war",
+        "jail",
+        "prison",
+        "starved",
+    ]
 )
 
 
@@ -127,7 +461,6 @@ def analyze_rule_based(title: str, sections: list[Section], features: LyricFeatu
     lexical richness and long words, ...), which makes it a fair baseline to beat.
     """
     tokens = [w for section in sections for line in section.lines for w in words(line)]
-    n = max(1, len(tokens))
     positive = sum(1 for t in tokens if t in _POSITIVE)
     negative = sum(1 for t in tokens if t in _NEGATIVE)
     sentiment = round(max(-1.0, min(1.0, (positive - negative) / max(4, positive + negative))), 3)
@@ -137,10 +470,25 @@ def analyze_rule_based(title: str, sections: list[Section], features: LyricFeatu
         themes = ["storytelling"] if features.line_count > 20 else ["resilience"]
 
     rhyme = _scale(features.rhyme_density, 0.1, 0.8)
-    wordplay = _scale(features.unique_word_ratio * 0.7 + features.multisyllabic_ratio * 3, 0.4, 0.85)
+    wordplay = _scale(
+        features.unique_word_ratio * 0.7 + features.multisyllabic_ratio * 3, 0.4, 0.85
+    )
     flow = _scale(features.avg_syllables_per_line, 7, 15)
-    storytelling = _scale(scores["storytelling"] + scores["family"] + scores["crime"] + (1 - features.repetition_ratio) * 4, 1, 8)
-    complexity = _scale(features.unique_word_ratio + features.multisyllabic_ratio * 2 - features.repetition_ratio * 0.5, 0.45, 0.9)
+    storytelling = _scale(
+        scores["storytelling"]
+        + scores["family"]
+        + scores["crime"]
+        + (1 - features.repetition_ratio) * 4,
+        1,
+        8,
+    )
+    complexity = _scale(
+        features.unique_word_ratio
+        + features.multisyllabic_ratio * 2
+        - features.repetition_ratio * 0.5,
+        0.45,
+        0.9,
+    )
     quality = round((rhyme + wordplay + flow + storytelling + complexity) / 5, 2)
 
     if scores["battle"] + scores["wordplay"] >= 4 and sentiment <= 0.3:
@@ -161,7 +509,13 @@ def analyze_rule_based(title: str, sections: list[Section], features: LyricFeatu
         mood = Mood.reflective
 
     explicit = features.profanity_ratio
-    explicitness = Explicitness.explicit if explicit >= 0.01 else Explicitness.mild if explicit > 0 else Explicitness.clean
+    explicitness = (
+        Explicitness.explicit
+        if explicit >= 0.01
+        else Explicitness.mild
+        if explicit > 0
+        else Explicitness.clean
+    )
     theme_text = " and ".join(themes[:2])
     summary = f"A {mood.value} track about {theme_text}, with {rhyme}/10 rhyme and {complexity}/10 complexity."
     return Analysis(

@@ -34,9 +34,11 @@ from rap_assets.warehouse import Warehouse, batched, content_hash
 
 BATCH = 25  # rows per transaction for stages that call remote services
 
+
 class RefreshConfig(dg.Config):
     full_refresh: bool = False
     """Ignore what the warehouse already holds and fetch or compute everything again."""
+
 
 class LyricsConfig(RefreshConfig):
     batch_size: int = 10
@@ -51,27 +53,36 @@ class SongIndexConfig(RefreshConfig):
     listing_ttl_seconds: int = 3600
     """How long an artist's song listing is served from the cache before Genius is asked again."""
 
+
 # --- helpers --------------------------------------------------------------------------------
 
+
 def _artist_id(warehouse: Warehouse, partition_key: str) -> int:
-    rows = warehouse.fetch_all("SELECT artist_id FROM artists WHERE partition_key = %s", (partition_key,))
+    rows = warehouse.fetch_all(
+        "SELECT artist_id FROM artists WHERE partition_key = %s", (partition_key,)
+    )
     if not rows:
         raise dg.Failure(
             f"artist partition {partition_key!r} has no song index yet: materialize genius_song_index first"
         )
     return int(rows[0][0])
 
+
 def _resolve_artist(warehouse: Warehouse, client: GeniusClient, partition_key: str) -> ArtistRef:
     """The warehouse first (no remote call), then the watchlist entry through the Genius API."""
     rows = warehouse.fetch_all(
-        "SELECT artist_id, name, url, image_url FROM artists WHERE partition_key = %s", (partition_key,)
+        "SELECT artist_id, name, url, image_url FROM artists WHERE partition_key = %s",
+        (partition_key,),
     )
     if rows:
         return ArtistRef(*rows[0])
     entry = watchlist_entry(partition_key)
     if entry is None:
-        raise dg.Failure(f"artist partition {partition_key!r} is not on the watchlist, so it cannot be resolved")
+        raise dg.Failure(
+            f"artist partition {partition_key!r} is not on the watchlist, so it cannot be resolved"
+        )
     return client.artist(entry.genius_id) if entry.genius_id else client.resolve_artist(entry.name)
+
 
 def load_sections(conn: psycopg.Connection[Any], song_ids: list[int]) -> dict[int, list[Section]]:
     sections: dict[int, list[Section]] = {song_id: [] for song_id in song_ids}
@@ -84,11 +95,20 @@ def load_sections(conn: psycopg.Connection[Any], song_ids: list[int]) -> dict[in
         sections[song_id].append(Section(header, list(performers), list(lines)))
     return sections
 
+
+def _http_metadata(stats: dict[str, float | int | None]) -> dict[str, float | int]:
+    return {f"http_{k}": v for k, v in stats.items() if v is not None}
+
+
 def _index_hash(listing: SongListing) -> str:
     # pageviews change by the minute; they are refreshed with details, not diffed
-    return content_hash(listing.title, listing.full_title, listing.path, listing.url, listing.lyrics_state)
+    return content_hash(
+        listing.title, listing.full_title, listing.path, listing.url, listing.lyrics_state
+    )
+
 
 # --- Genius ---------------------------------------------------------------------------------
+
 
 @dg.asset(
     partitions_def=artist_partitions,
@@ -111,17 +131,25 @@ def genius_song_index(
     timer = Timer()
     with genius.client(cache) as client:
         artist = _resolve_artist(warehouse, client, key)
-        listing_key = cache.key("genius", "listing", artist.artist_id, config.sort, config.max_songs or "all")
+        listing_key = cache.key(
+            "genius", "listing", artist.artist_id, config.sort, config.max_songs or "all"
+        )
         cached = None if config.full_refresh else cache.get_json(listing_key)
         with timer.phase("listing"):
             if cached is not None:
                 listings = [SongListing.from_json(item) for item in cached]
             else:
-                listings = list(islice(client.artist_songs(artist.artist_id, config.sort), config.max_songs))
-                cache.set_json(listing_key, [s.to_json() for s in listings], config.listing_ttl_seconds)
+                listings = list(
+                    islice(client.artist_songs(artist.artist_id, config.sort), config.max_songs)
+                )
+                cache.set_json(
+                    listing_key, [s.to_json() for s in listings], config.listing_ttl_seconds
+                )
 
         known = dict(
-            warehouse.fetch_all("SELECT song_id, index_hash FROM songs WHERE artist_id = %s", (artist.artist_id,))
+            warehouse.fetch_all(
+                "SELECT song_id, index_hash FROM songs WHERE artist_id = %s", (artist.artist_id,)
+            )
         )
         skipped: Counter[str] = Counter()
         failed: Counter[str] = Counter()
@@ -161,7 +189,9 @@ def genius_song_index(
                         "release_date": detail.release_date,
                         "album": detail.album,
                         "featured_artists": list(detail.featured_artists),
-                        "pageviews": detail.pageviews if detail.pageviews is not None else listing.pageviews,
+                        "pageviews": detail.pageviews
+                        if detail.pageviews is not None
+                        else listing.pageviews,
                         "skip_reason": reason,
                         "index_hash": index_hash,
                     }
@@ -188,7 +218,9 @@ def genius_song_index(
             unchanged=len(mine) - written - sum(failed.values()),
             failed=failed,
             skipped=skipped,
-            preview=markdown_table(rows, ["song_id", "title", "album", "release_date", "skip_reason"]),
+            preview=markdown_table(
+                rows, ["song_id", "title", "album", "release_date", "skip_reason"]
+            ),
             timer=timer,
             artist=artist.name,
             source=genius.mode,
@@ -197,9 +229,10 @@ def genius_song_index(
             songs_changed=changed,
             listing_from_cache=cached is not None,
             cache_backend=cache.backend_name,
-            **{f"http_{k}": v for k, v in stats.items() if v is not None},
         )
+        | _http_metadata(stats)
     )
+
 
 @dg.asset(
     partitions_def=artist_partitions,
@@ -270,9 +303,18 @@ def genius_lyrics(
                                content_hash = EXCLUDED.content_hash,
                                fetched_lyrics_state = EXCLUDED.fetched_lyrics_state,
                                source_url = EXCLUDED.source_url, fetched_at = now(), updated_at = now()""",
-                        (song["song_id"], parsed.status, parsed.text, digest, song["lyrics_state"], song["url"]),
+                        (
+                            song["song_id"],
+                            parsed.status,
+                            parsed.text,
+                            digest,
+                            song["lyrics_state"],
+                            song["url"],
+                        ),
                     )
-                    conn.execute("DELETE FROM lyric_sections WHERE song_id = %s", (song["song_id"],))
+                    conn.execute(
+                        "DELETE FROM lyric_sections WHERE song_id = %s", (song["song_id"],)
+                    )
                     with conn.cursor() as cur:
                         cur.executemany(
                             "INSERT INTO lyric_sections (song_id, ordinal, header, performers, lines) "
@@ -314,11 +356,13 @@ def genius_lyrics(
             instrumental=statuses["instrumental"],
             missing=statuses["missing"],
             refetched_same_content=unchanged_content,
-            **{f"http_{k}": v for k, v in stats.items() if v is not None},
         )
+        | _http_metadata(stats)
     )
 
+
 # --- Spotify --------------------------------------------------------------------------------
+
 
 def _confidence_histogram(confidences: list[float]) -> str:
     if not confidences:
@@ -329,6 +373,7 @@ def _confidence_histogram(confidences: list[float]) -> str:
         if bins[b]:
             lines.append(f"| {b / 10:.1f}–{(b + 1) / 10:.1f} | {'█' * bins[b]} {bins[b]} |")
     return "\n".join(lines)
+
 
 @dg.asset(
     partitions_def=artist_partitions,
@@ -412,7 +457,9 @@ def spotify_tracks(
             {
                 "song_id": song_id,
                 "match_status": "matched" if track else "unmatched",
-                "unmatched_reason": None if track else (match["reason"] or "matched track not returned by /tracks"),
+                "unmatched_reason": None
+                if track
+                else (match["reason"] or "matched track not returned by /tracks"),
                 "confidence": match["confidence"],
                 "margin": match["margin"],
                 "spotify_id": track["id"] if track else None,
@@ -427,8 +474,15 @@ def spotify_tracks(
                 **{
                     name: af.get(name)
                     for name in (
-                        "danceability", "energy", "valence", "tempo", "speechiness",
-                        "acousticness", "instrumentalness", "liveness", "loudness",
+                        "danceability",
+                        "energy",
+                        "valence",
+                        "tempo",
+                        "speechiness",
+                        "acousticness",
+                        "instrumentalness",
+                        "liveness",
+                        "loudness",
                     )
                 },
                 "input_hash": match["input_hash"],
@@ -443,7 +497,9 @@ def spotify_tracks(
             written=written,
             unchanged=len(songs) - len(todo),
             failed=Counter(),
-            preview=markdown_table(matched, ["name", "album", "popularity", "confidence", "margin"]),
+            preview=markdown_table(
+                matched, ["name", "album", "popularity", "confidence", "margin"]
+            ),
             timer=timer,
             source=spotify.mode,
             matched=len(matched),
@@ -460,7 +516,9 @@ def spotify_tracks(
         )
     )
 
+
 # --- features, analyses, embeddings ---------------------------------------------------------
+
 
 @dg.asset(
     partitions_def=artist_partitions,
@@ -486,8 +544,11 @@ def lyric_features(
             (artist_id,),
         )
         todo = [
-            c for c in candidates
-            if config.full_refresh or c["done_hash"] != c["content_hash"] or c["feature_version"] != FEATURE_VERSION
+            c
+            for c in candidates
+            if config.full_refresh
+            or c["done_hash"] != c["content_hash"]
+            or c["feature_version"] != FEATURE_VERSION
         ]
     rows: list[dict[str, Any]] = []
     with timer.phase("compute"):
@@ -505,26 +566,46 @@ def lyric_features(
                     "_title": song["title"],
                 }
             )
-    preview = [{"title": r["_title"], **{k: r[k] for k in ("word_count", "unique_word_ratio", "rhyme_density")}} for r in rows]
+    preview = [
+        {
+            "title": r["_title"],
+            **{k: r[k] for k in ("word_count", "unique_word_ratio", "rhyme_density")},
+        }
+        for r in rows
+    ]
     with timer.phase("write"):
         written = warehouse.upsert(
-            "lyric_features", [{k: v for k, v in r.items() if k != "_title"} for r in rows], key=["song_id"]
+            "lyric_features",
+            [{k: v for k, v in r.items() if k != "_title"} for r in rows],
+            key=["song_id"],
         )
     return dg.MaterializeResult(
         metadata=stage_metadata(
             written=written,
             unchanged=len(candidates) - len(todo),
-            preview=markdown_table(preview, ["title", "word_count", "unique_word_ratio", "rhyme_density"]),
+            preview=markdown_table(
+                preview, ["title", "word_count", "unique_word_ratio", "rhyme_density"]
+            ),
             timer=timer,
             feature_version=FEATURE_VERSION,
         )
     )
 
+
 _FEATURE_COLUMNS = {
-    "line_count", "word_count", "unique_word_ratio", "avg_words_per_line", "avg_syllables_per_line",
-    "rhyme_density", "multisyllabic_ratio", "repetition_ratio", "profanity_ratio", "section_count",
+    "line_count",
+    "word_count",
+    "unique_word_ratio",
+    "avg_words_per_line",
+    "avg_syllables_per_line",
+    "rhyme_density",
+    "multisyllabic_ratio",
+    "repetition_ratio",
+    "profanity_ratio",
+    "section_count",
     "performer_count",
 }
+
 
 @dg.asset(
     partitions_def=artist_partitions,
@@ -538,7 +619,10 @@ _FEATURE_COLUMNS = {
     ),
 )
 def lyric_analyses(
-    context: dg.AssetExecutionContext, config: RefreshConfig, warehouse: Warehouse, analyzer: LyricAnalyzer
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    warehouse: Warehouse,
+    analyzer: LyricAnalyzer,
 ) -> dg.MaterializeResult:
     artist_id = _artist_id(warehouse, context.partition_key)
     timer = Timer()
@@ -561,7 +645,9 @@ def lyric_analyses(
         for song in todo:
             started = time.perf_counter()
             try:
-                analysis = analyzer.analyze(song["title"], sections[song["song_id"]], LyricFeatures(**song["features"]))
+                analysis = analyzer.analyze(
+                    song["title"], sections[song["song_id"]], LyricFeatures(**song["features"])
+                )
             except ValueError as exc:
                 failed[f"invalid analysis: {type(exc).__name__}"] += 1
                 continue
@@ -578,7 +664,14 @@ def lyric_analyses(
                     "latency_ms": latencies[-1],
                 }
             )
-            preview.append({"title": song["title"], "mood": row["mood"], "themes": ", ".join(row["themes"][:3]), "quality": row["quality"]})
+            preview.append(
+                {
+                    "title": song["title"],
+                    "mood": row["mood"],
+                    "themes": ", ".join(row["themes"][:3]),
+                    "quality": row["quality"],
+                }
+            )
     with timer.phase("write"):
         written = warehouse.upsert("analyses", rows, key=["song_id", "model", "prompt_version"])
     return dg.MaterializeResult(
@@ -594,6 +687,7 @@ def lyric_analyses(
         )
     )
 
+
 @dg.asset(
     partitions_def=artist_partitions,
     deps=[lyric_analyses],
@@ -605,7 +699,10 @@ def lyric_analyses(
     ),
 )
 def lyric_embeddings(
-    context: dg.AssetExecutionContext, config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbedder
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    warehouse: Warehouse,
+    embedder: TextEmbedder,
 ) -> dg.MaterializeResult:
     artist_id = _artist_id(warehouse, context.partition_key)
     model = embedder.model_name
@@ -622,7 +719,9 @@ def lyric_embeddings(
     for batch in batched(todo, 100):
         with warehouse.connection() as conn:
             sections = load_sections(conn, [c["song_id"] for c in batch])
-        song_chunks = {c["song_id"]: chunk_sections(c["title"], sections[c["song_id"]]) for c in batch}
+        song_chunks = {
+            c["song_id"]: chunk_sections(c["title"], sections[c["song_id"]]) for c in batch
+        }
         texts = [chunk.text for chunks in song_chunks.values() for chunk in chunks]
         with timer.phase("embed"):
             vectors = embedder.embedder.embed(texts)
@@ -640,10 +739,17 @@ def lyric_embeddings(
                        ON CONFLICT (song_id, model) DO UPDATE SET dim = EXCLUDED.dim,
                            content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
                            updated_at = now()""",
-                    (song["song_id"], model, int(chunk_vectors.shape[1]), song["content_hash"], pool(chunk_vectors)),
+                    (
+                        song["song_id"],
+                        model,
+                        int(chunk_vectors.shape[1]),
+                        song["content_hash"],
+                        pool(chunk_vectors),
+                    ),
                 )
                 conn.execute(
-                    "DELETE FROM section_embeddings WHERE song_id = %s AND model = %s", (song["song_id"], model)
+                    "DELETE FROM section_embeddings WHERE song_id = %s AND model = %s",
+                    (song["song_id"], model),
                 )
                 with conn.cursor() as cur:
                     cur.executemany(
@@ -660,18 +766,20 @@ def lyric_embeddings(
         metadata=stage_metadata(
             written=written,
             unchanged=len(candidates) - len(todo),
-            preview=markdown_table(
-                [{"title": c["title"]} for c in todo], ["title"]
-            ),
+            preview=markdown_table([{"title": c["title"]} for c in todo], ["title"]),
             timer=timer,
             model=model,
             dimension=embedder.dim,
             section_vectors_written=chunks_written,
-            texts_per_second=round(chunks_written / timer.seconds["embed"], 1) if timer.seconds.get("embed") else None,
+            texts_per_second=round(chunks_written / timer.seconds["embed"], 1)
+            if timer.seconds.get("embed")
+            else None,
         )
     )
 
+
 # --- corpus-wide ----------------------------------------------------------------------------
+
 
 @dg.asset(
     deps=[lyric_embeddings],
@@ -683,14 +791,20 @@ def lyric_embeddings(
         "RapSearch queries. Rebuilt only when the indexed vectors changed."
     ),
 )
-def search_index(config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbedder) -> dg.MaterializeResult:
-    build = build_search_index(warehouse, embedder.model_name, embedder.dim, force=config.full_refresh)
+def search_index(
+    config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbedder
+) -> dg.MaterializeResult:
+    build = build_search_index(
+        warehouse, embedder.model_name, embedder.dim, force=config.full_refresh
+    )
     return dg.MaterializeResult(
         metadata={
             "model": build.model,
             "index_name": build.index_name,
             "vectors_indexed": dg.MetadataValue.int(build.vectors),
-            "songs_by_artist": dg.MetadataValue.md(markdown_table(build.by_artist, ["artist", "songs"], limit=50)),
+            "songs_by_artist": dg.MetadataValue.md(
+                markdown_table(build.by_artist, ["artist", "songs"], limit=50)
+            ),
             "rebuilt": build.rebuilt,
             "rows_written": dg.MetadataValue.int(1 if build.rebuilt else 0),
             "rows_unchanged": dg.MetadataValue.int(0 if build.rebuilt else build.vectors),
@@ -701,11 +815,13 @@ def search_index(config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbe
         }
     )
 
+
 class EvaluationConfig(dg.Config):
     seed: int = 7
     test_fraction: float = 0.25
     min_labelled: int = 30
     """Fewer LLM-labelled songs than this: no metrics are computed, and the metadata says so."""
+
 
 @dg.asset(
     deps=[lyric_analyses, lyric_embeddings],
@@ -720,10 +836,15 @@ class EvaluationConfig(dg.Config):
     ),
 )
 def evaluation_metrics(
-    context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse, embedder: TextEmbedder
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    warehouse: Warehouse,
+    embedder: TextEmbedder,
 ) -> dg.MaterializeResult:
     dataset = load_dataset(warehouse, embedder.model_name)
-    settings = EvaluationSettings(seed=config.seed, test_fraction=config.test_fraction, min_labelled=config.min_labelled)
+    settings = EvaluationSettings(
+        seed=config.seed, test_fraction=config.test_fraction, min_labelled=config.min_labelled
+    )
     result = evaluate(dataset, settings)
     if result.skipped_reason:
         context.log.warning(result.skipped_reason)
@@ -753,5 +874,13 @@ def evaluation_metrics(
         metadata[f"{model.name}_rmse"] = dg.MetadataValue.float(model.rmse)
     return dg.MaterializeResult(metadata=metadata)
 
-ARTIST_ASSETS = [genius_song_index, genius_lyrics, spotify_tracks, lyric_features, lyric_analyses, lyric_embeddings]
+
+ARTIST_ASSETS = [
+    genius_song_index,
+    genius_lyrics,
+    spotify_tracks,
+    lyric_features,
+    lyric_analyses,
+    lyric_embeddings,
+]
 CORPUS_ASSETS = [search_index, evaluation_metrics]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import json
 import os
 import re
@@ -50,7 +49,9 @@ def load_watchlist(path: Path | None = None) -> list[WatchedArtist]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise WatchlistError(f"watchlist {path} does not exist (set RAP_ASSETS_WATCHLIST)") from None
+        raise WatchlistError(
+            f"watchlist {path} does not exist (set RAP_ASSETS_WATCHLIST)"
+        ) from None
     except yaml.YAMLError as exc:
         raise WatchlistError(f"watchlist {path} is not valid YAML: {exc}") from None
     entries = data.get("artists") if isinstance(data, dict) else None
@@ -61,14 +62,20 @@ def load_watchlist(path: Path | None = None) -> list[WatchedArtist]:
     for index, entry in enumerate(entries, start=1):
         if isinstance(entry, str):
             entry = {"name": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not entry["name"].strip()
+        ):
             raise WatchlistError(f"watchlist {path}, entry {index}: needs a non-empty 'name'")
         genius_id = entry.get("genius_id")
         if genius_id is not None and not isinstance(genius_id, int):
             raise WatchlistError(f"watchlist {path}, entry {index}: 'genius_id' must be an integer")
         artist = WatchedArtist(entry["name"].strip(), genius_id)
         if artist.partition_key in seen:
-            raise WatchlistError(f"watchlist {path}, entry {index}: {artist.name!r} is listed twice")
+            raise WatchlistError(
+                f"watchlist {path}, entry {index}: {artist.name!r} is listed twice"
+            )
         seen.add(artist.partition_key)
         artists.append(artist)
     return artists
@@ -78,14 +85,18 @@ def watchlist_entry(partition_key: str, path: Path | None = None) -> WatchedArti
     return next((a for a in load_watchlist(path) if a.partition_key == partition_key), None)
 
 
-def new_artists(watchlist: list[WatchedArtist], cursor: str | None) -> tuple[list[WatchedArtist], str]:
+def new_artists(
+    watchlist: list[WatchedArtist], cursor: str | None
+) -> tuple[list[WatchedArtist], str]:
     """The watchlist entries never requested before, and the cursor that records them."""
     requested: set[str] = set(json.loads(cursor)) if cursor else set()
     fresh = [a for a in watchlist if a.partition_key not in requested]
     return fresh, json.dumps(sorted(requested | {a.partition_key for a in fresh}))
 
 
-def build_automation(artist_job: UnresolvedAssetJobDefinition) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
+def build_automation(
+    artist_job: UnresolvedAssetJobDefinition,
+) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
     @dg.sensor(
         name="artist_watchlist_sensor",
         job=artist_job,
@@ -93,7 +104,9 @@ def build_automation(artist_job: UnresolvedAssetJobDefinition) -> tuple[dg.Senso
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Adds watchlist artists as partitions and requests one run for each new one.",
     )
-    def artist_watchlist_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def artist_watchlist_sensor(
+        context: dg.SensorEvaluationContext,
+    ) -> dg.SensorResult | dg.SkipReason:
         try:
             watchlist = load_watchlist()
         except WatchlistError as exc:
@@ -104,8 +117,12 @@ def build_automation(artist_job: UnresolvedAssetJobDefinition) -> tuple[dg.Senso
         keys = [a.partition_key for a in fresh]
         existing = set(context.instance.get_dynamic_partitions(artist_partitions.name or "artists"))
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"watchlist:{key}", partition_key=key) for key in keys],
-            dynamic_partitions_requests=[artist_partitions.build_add_request([k for k in keys if k not in existing])],
+            run_requests=[
+                dg.RunRequest(run_key=f"watchlist:{key}", partition_key=key) for key in keys
+            ],
+            dynamic_partitions_requests=[
+                artist_partitions.build_add_request([k for k in keys if k not in existing])
+            ],
             cursor=cursor,
         )
 
@@ -116,11 +133,16 @@ def build_automation(artist_job: UnresolvedAssetJobDefinition) -> tuple[dg.Senso
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Incremental refresh of every artist partition: only new or changed songs are fetched.",
     )
-    def weekly_artist_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    def weekly_artist_refresh(
+        context: dg.ScheduleEvaluationContext,
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         keys = context.instance.get_dynamic_partitions(artist_partitions.name or "artists")
         if not keys:
             return dg.SkipReason("no artist partitions yet: the watchlist sensor adds them")
         stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
-        return [dg.RunRequest(run_key=f"refresh:{stamp}:{key}", partition_key=key) for key in sorted(keys)]
+        return [
+            dg.RunRequest(run_key=f"refresh:{stamp}:{key}", partition_key=key)
+            for key in sorted(keys)
+        ]
 
     return artist_watchlist_sensor, weekly_artist_refresh

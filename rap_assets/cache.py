@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import dagster as dg
 import redis
@@ -16,6 +16,9 @@ from pydantic import Field, PrivateAttr
 from rap_assets.warehouse import redact_url
 
 log = logging.getLogger(__name__)
+
+#: ``set`` is also a method name below, where the builtin would be shadowed in annotations.
+StrSet = set[str]
 
 
 class CacheBackend(Protocol):
@@ -26,7 +29,7 @@ class CacheBackend(Protocol):
     def delete(self, *keys: str) -> None: ...
     def incr(self, key: str, ttl_seconds: float | None = None) -> int: ...
     def sadd(self, key: str, *members: str) -> int: ...
-    def smembers(self, key: str) -> set[str]: ...
+    def smembers(self, key: str) -> StrSet: ...
     def sismember(self, key: str, member: str) -> bool: ...
 
 
@@ -60,7 +63,7 @@ class RedisBackend:
     def sadd(self, key: str, *members: str) -> int:
         return int(self._client.sadd(key, *members)) if members else 0
 
-    def smembers(self, key: str) -> set[str]:
+    def smembers(self, key: str) -> StrSet:
         return {str(m) for m in self._client.smembers(key)}
 
     def sismember(self, key: str, member: str) -> bool:
@@ -74,7 +77,7 @@ class InProcessBackend:
 
     name = "in-process"
     announced = False
-    _data: dict[str, tuple[Any, float | None]] = {}
+    _data: ClassVar[dict[str, tuple[Any, float | None]]] = {}
     _lock = threading.Lock()
 
     def _live(self, key: str) -> Any:
@@ -116,14 +119,14 @@ class InProcessBackend:
     def sadd(self, key: str, *members: str) -> int:
         with self._lock:
             current = self._live(key)
-            members_set: set[str] = set(current) if current is not None else set()
+            members_set: StrSet = set(current) if current is not None else set()
             before = len(members_set)
             members_set.update(members)
             expires = self._data[key][1] if key in self._data else None
             self._data[key] = (members_set, expires)
             return len(members_set) - before
 
-    def smembers(self, key: str) -> set[str]:
+    def smembers(self, key: str) -> StrSet:
         with self._lock:
             return set(self._live(key) or ())
 

@@ -1,6 +1,5 @@
 """Data-quality checks, run after the asset they guard is materialized."""
 
-
 import dagster as dg
 
 from rap_assets.assets import genius_lyrics, lyric_embeddings, search_index, spotify_tracks
@@ -12,7 +11,10 @@ from rap_assets.warehouse import Warehouse
 _LEAKS = ["You might also like", "%Embed", "% Contributors", "Translations"]
 
 
-@dg.asset_check(asset=genius_lyrics, description="No page chrome ('Embed', 'You might also like', contributor counts) leaked into stored lyrics, and no 'lyrics' row is empty.")
+@dg.asset_check(
+    asset=genius_lyrics,
+    description="No page chrome ('Embed', 'You might also like', contributor counts) leaked into stored lyrics, and no 'lyrics' row is empty.",
+)
 def lyrics_have_no_page_chrome(warehouse: Warehouse) -> dg.AssetCheckResult:
     leaked = warehouse.fetch_all(
         """SELECT l.song_id, s.title FROM lyrics l JOIN songs s USING (song_id)
@@ -23,11 +25,17 @@ def lyrics_have_no_page_chrome(warehouse: Warehouse) -> dg.AssetCheckResult:
     )
     return dg.AssetCheckResult(
         passed=not leaked,
-        metadata={"bad_songs": len(leaked), "examples": ", ".join(str(t) for _, t in leaked[:5]) or "none"},
+        metadata={
+            "bad_songs": len(leaked),
+            "examples": ", ".join(str(t) for _, t in leaked[:5]) or "none",
+        },
     )
 
 
-@dg.asset_check(asset=spotify_tracks, description="Matches carry a Spotify id and a confidence in [0, 1]; unmatched rows say why.")
+@dg.asset_check(
+    asset=spotify_tracks,
+    description="Matches carry a Spotify id and a confidence in [0, 1]; unmatched rows say why.",
+)
 def spotify_matches_are_consistent(warehouse: Warehouse) -> dg.AssetCheckResult:
     rows = warehouse.fetch_all(
         """SELECT count(*) FILTER (WHERE match_status = 'matched' AND (spotify_id IS NULL OR confidence NOT BETWEEN 0 AND 1)),
@@ -38,11 +46,18 @@ def spotify_matches_are_consistent(warehouse: Warehouse) -> dg.AssetCheckResult:
     bad_matched, bad_unmatched, total = rows[0]
     return dg.AssetCheckResult(
         passed=bad_matched == 0 and bad_unmatched == 0,
-        metadata={"inconsistent_matches": bad_matched, "unexplained_unmatched": bad_unmatched, "rows": total},
+        metadata={
+            "inconsistent_matches": bad_matched,
+            "unexplained_unmatched": bad_unmatched,
+            "rows": total,
+        },
     )
 
 
-@dg.asset_check(asset=lyric_embeddings, description="Every song with lyrics has a vector for the configured embedding model.")
+@dg.asset_check(
+    asset=lyric_embeddings,
+    description="Every song with lyrics has a vector for the configured embedding model.",
+)
 def every_song_is_embedded(warehouse: Warehouse, embedder: TextEmbedder) -> dg.AssetCheckResult:
     missing = warehouse.fetch_all(
         """SELECT count(*) FROM lyrics l
@@ -57,8 +72,13 @@ def every_song_is_embedded(warehouse: Warehouse, embedder: TextEmbedder) -> dg.A
     )
 
 
-@dg.asset_check(asset=search_index, description="The HNSW index exists and covers every vector of the configured model.")
-def search_index_covers_all_vectors(warehouse: Warehouse, embedder: TextEmbedder) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=search_index,
+    description="The HNSW index exists and covers every vector of the configured model.",
+)
+def search_index_covers_all_vectors(
+    warehouse: Warehouse, embedder: TextEmbedder
+) -> dg.AssetCheckResult:
     name = index_name_for(embedder.model_name)
     exists, vectors, recorded = warehouse.fetch_all(
         """SELECT to_regclass(%s) IS NOT NULL,
@@ -68,8 +88,18 @@ def search_index_covers_all_vectors(warehouse: Warehouse, embedder: TextEmbedder
     )[0]
     return dg.AssetCheckResult(
         passed=bool(exists) and recorded == vectors,
-        metadata={"index": name, "index_exists": bool(exists), "vectors": vectors, "recorded_vectors": recorded or 0},
+        metadata={
+            "index": name,
+            "index_exists": bool(exists),
+            "vectors": vectors,
+            "recorded_vectors": recorded or 0,
+        },
     )
 
 
-ALL_CHECKS = [lyrics_have_no_page_chrome, spotify_matches_are_consistent, every_song_is_embedded, search_index_covers_all_vectors]
+ALL_CHECKS = [
+    lyrics_have_no_page_chrome,
+    spotify_matches_are_consistent,
+    every_song_is_embedded,
+    search_index_covers_all_vectors,
+]

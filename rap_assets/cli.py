@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rap_assets.settings import project_root, rap_assets_home
+from rap_assets.settings import project_root, rap_assets_home, watchlist_path
 
 
 def _dagster_home() -> Path:
@@ -22,7 +22,11 @@ def _dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     template = project_root() / "dagster.yaml"
     target = home / "dagster.yaml"
-    if not configured and template.is_file() and (not target.exists() or target.read_text() != template.read_text()):
+    if (
+        not configured
+        and template.is_file()
+        and (not target.exists() or target.read_text() != template.read_text())
+    ):
         shutil.copyfile(template, target)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
@@ -52,11 +56,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     watchlist = load_watchlist()
     keys = [a.partition_key for a in watchlist]
     if args.artist:
-        wanted = {a.strip().lower() for a in args.artist}
-        keys = [a.partition_key for a in watchlist if a.name.lower() in wanted or a.partition_key in wanted]
-        if not keys:
-            print(f"none of {args.artist} is on the watchlist", file=sys.stderr)
+        by_name = {a.name.lower(): a.partition_key for a in watchlist} | {k: k for k in keys}
+        unknown = [name for name in args.artist if name.strip().lower() not in by_name]
+        if unknown:
+            print(
+                f"not on the watchlist ({watchlist_path()}): {', '.join(unknown)}", file=sys.stderr
+            )
             return 2
+        keys = list(dict.fromkeys(by_name[name.strip().lower()] for name in args.artist))
     failures = 0
     with dg.DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(artist_partitions.name or "artists"))
@@ -67,22 +74,25 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         run_config = _refresh_config(artist_job, args.full_refresh)
         for index, key in enumerate(keys, start=1):
             started = time.perf_counter()
-            print(f"[{index}/{len(keys)}] {key}: ", end="", flush=True)
             result = artist_job.execute_in_process(
                 partition_key=key, instance=instance, raise_on_error=False, run_config=run_config
             )
             failures += not result.success
-            print(_summary(result, started))
+            print(f"[{index}/{len(keys)}] {key}: {_summary(result, started)}", flush=True)
         corpus_job = defs.resolve_job_def("corpus_refresh")
         started = time.perf_counter()
-        print("[corpus] search index + evaluation: ", end="", flush=True)
         result = corpus_job.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=_refresh_config(corpus_job, args.full_refresh)
+            instance=instance,
+            raise_on_error=False,
+            run_config=_refresh_config(corpus_job, args.full_refresh),
         )
         failures += not result.success
-        print(_summary(result, started))
+        print(f"[corpus] search index + evaluation: {_summary(result, started)}", flush=True)
     if failures:
-        print(f"{failures} run(s) failed; see the Dagster UI (rap-assets dev) for the logs", file=sys.stderr)
+        print(
+            f"{failures} run(s) failed; see the Dagster UI (rap-assets dev) for the logs",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -96,7 +106,10 @@ def _refresh_config(job: object, full_refresh: bool) -> dict[str, object]:
 
     ops = {}
     for asset in [*ARTIST_ASSETS, *CORPUS_ASSETS]:
-        if asset.op.config_schema is not None and asset.key.to_user_string() != "evaluation_metrics":
+        if (
+            asset.op.config_schema is not None
+            and asset.key.to_user_string() != "evaluation_metrics"
+        ):
             ops[asset.op.name] = {"config": {"full_refresh": True}}
     selected = {n.name for n in job.graph.node_defs}  # type: ignore[attr-defined]
     return {**quiet, "ops": {name: cfg for name, cfg in ops.items() if name in selected}}
@@ -116,6 +129,10 @@ def _summary(result: object, started: float) -> str:
     if not result.success:
         for event in result.get_step_failure_events():
             error = event.step_failure_data.error
+            while (
+                error is not None and error.cause is not None
+            ):  # the user's error, not Dagster's wrapper
+                error = error.cause
             message = error.message.strip().splitlines()[0] if error else "unknown error"
             parts.append(f"{event.step_key}: {message}")
     return f"{status} in {time.perf_counter() - started:.1f}s (rows written: {', '.join(parts)})"
@@ -136,7 +153,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         for hit in hits:
             print(hit)
         if not hits:
-            print("no results: materialize the pipeline first (rap-assets materialize)", file=sys.stderr)
+            print(
+                "no results: materialize the pipeline first (rap-assets materialize)",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -160,8 +180,16 @@ def cmd_parse_lyrics(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     home = _dagster_home()
     print(f"DAGSTER_HOME={home}")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(project_root() / "workspace.yaml"), *args.dagster_args]
-    os.execv(sys.executable, command)
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(project_root() / "workspace.yaml"),
+        *args.dagster_args,
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 - replaces this process with dagster dev; argv is fixed
     return 0  # pragma: no cover - execv does not return
 
 
@@ -171,11 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="warehouse administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_db_migrate)
+    db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(
+        func=cmd_db_migrate
+    )
 
-    mat = sub.add_parser("materialize", help="materialize the whole lineage for every watchlist artist")
+    mat = sub.add_parser(
+        "materialize", help="materialize the whole lineage for every watchlist artist"
+    )
     mat.add_argument("--artist", action="append", help="only this artist (repeatable)")
-    mat.add_argument("--full-refresh", action="store_true", help="re-fetch and recompute everything")
+    mat.add_argument(
+        "--full-refresh", action="store_true", help="re-fetch and recompute everything"
+    )
     mat.set_defaults(func=cmd_materialize)
 
     search = sub.add_parser("search", help="search the lyrics")
@@ -189,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--json", action="store_true")
     parse.set_defaults(func=cmd_parse_lyrics)
 
-    dev = sub.add_parser("dev", help="run the Dagster UI and daemon (dagster dev) on the project instance")
+    dev = sub.add_parser(
+        "dev", help="run the Dagster UI and daemon (dagster dev) on the project instance"
+    )
     dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed on to dagster dev")
     dev.set_defaults(func=cmd_dev)
     return parser

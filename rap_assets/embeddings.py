@@ -47,7 +47,11 @@ def analyze_words(text: str) -> list[str]:
     query and a verse, and every unmatched feature adds projection noise to the cosine."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return [stem(t) for t in _TOKEN.findall(text.lower().replace("’", "'")) if t not in ENGLISH_STOP_WORDS]
+    return [
+        stem(t)
+        for t in _TOKEN.findall(text.lower().replace("’", "'"))
+        if t not in ENGLISH_STOP_WORDS
+    ]
 
 
 class HashingEmbedder:
@@ -82,7 +86,9 @@ class HashingEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         counts = self._vectorizer.transform(texts)
-        counts.data = 1.0 + np.log(counts.data)  # sublinear TF: a chorus repeated 8 times is not 8x the topic
+        counts.data = 1.0 + np.log(
+            counts.data
+        )  # sublinear TF: a chorus repeated 8 times is not 8x the topic
         with self._lock:
             dense = np.asarray(self._projection.transform(counts), dtype=np.float32)
         norms = np.linalg.norm(dense, axis=1, keepdims=True)

@@ -27,9 +27,20 @@ from rap_assets.lyrics import Section
 from rap_assets.warehouse import Warehouse
 
 FEATURE_NAMES = [
-    "line_count", "word_count", "unique_word_ratio", "avg_words_per_line", "avg_syllables_per_line",
-    "rhyme_density", "multisyllabic_ratio", "repetition_ratio", "profanity_ratio", "section_count",
-    "performer_count", "first_person_ratio", "second_person_ratio", "question_ratio",
+    "line_count",
+    "word_count",
+    "unique_word_ratio",
+    "avg_words_per_line",
+    "avg_syllables_per_line",
+    "rhyme_density",
+    "multisyllabic_ratio",
+    "repetition_ratio",
+    "profanity_ratio",
+    "section_count",
+    "performer_count",
+    "first_person_ratio",
+    "second_person_ratio",
+    "question_ratio",
 ]
 SPOTIFY_NAMES = ["popularity", "duration_ms", "explicit"]
 
@@ -114,7 +125,18 @@ def load_dataset(warehouse: Warehouse, embedding_model: str) -> Dataset:
         ):
             sections[song_id].append(Section(header, list(performers), list(lines)))
     features, embeddings, labels, rule_scores, groups, models = [], [], [], [], [], set()
-    for song_id, artist_id, title, quality, model, feats, embedding, popularity, duration, explicit in rows:
+    for (
+        song_id,
+        artist_id,
+        title,
+        quality,
+        model,
+        feats,
+        embedding,
+        popularity,
+        duration,
+        explicit,
+    ) in rows:
         lyric = LyricFeatures(**feats)
         spotify = [float(popularity or 0), float(duration or 0) / 60000.0, float(bool(explicit))]
         features.append([float(feats[name]) for name in FEATURE_NAMES] + spotify)
@@ -127,7 +149,9 @@ def load_dataset(warehouse: Warehouse, embedding_model: str) -> Dataset:
     return Dataset(
         song_ids=np.asarray(song_ids, dtype=np.int64),
         groups=np.asarray(groups, dtype=np.int64),
-        features=np.asarray(features, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES) + len(SPOTIFY_NAMES)),
+        features=np.asarray(features, dtype=np.float64).reshape(
+            len(rows), len(FEATURE_NAMES) + len(SPOTIFY_NAMES)
+        ),
         embeddings=np.asarray(embeddings, dtype=np.float64).reshape(len(rows), dim),
         labels=np.asarray(labels, dtype=np.float64),
         rule_scores=np.asarray(rule_scores, dtype=np.float64),
@@ -160,7 +184,9 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings) -> EvaluationResult
             skipped_reason=f"labelled songs come from {n_groups} artist(s); an artist-grouped split needs at least 3",
             label_source=dataset.label_source,
         )
-    splitter = GroupShuffleSplit(n_splits=1, test_size=settings.test_fraction, random_state=settings.seed)
+    splitter = GroupShuffleSplit(
+        n_splits=1, test_size=settings.test_fraction, random_state=settings.seed
+    )
     train, test = next(splitter.split(dataset.features, dataset.labels, dataset.groups))
     y_train, y_test = dataset.labels[train], dataset.labels[test]
     x_all = np.hstack([dataset.features, dataset.embeddings])
@@ -181,7 +207,11 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings) -> EvaluationResult
     )
     search.fit(x_all[train], y_train, groups=train_groups)
     predicted = np.clip(search.predict(x_all[test]), 1, 10)
-    models.append(_scores("ridge", y_test, predicted, alpha=search.best_params_["ridge__alpha"], cv_folds=folds))
+    models.append(
+        _scores(
+            "ridge", y_test, predicted, alpha=search.best_params_["ridge__alpha"], cv_folds=folds
+        )
+    )
     return EvaluationResult(
         models=models,
         n_train=len(train),

@@ -15,8 +15,29 @@ _WORD = re.compile(r"[a-z0-9']+")
 _VOWEL_GROUPS = re.compile(r"[aeiouy]+")
 # A short list: the feature measures how much explicit language a song leans on, not a filter.
 PROFANITY = frozenset(
-    "fuck fucking fuckin motherfucker motherfuckin motherfuckers shit shitty bitch bitches "
-    "damn goddamn hell ass asshole nigga niggas dick pussy hoe hoes".split()
+    [
+        "fuck",
+        "fucking",
+        "fuckin",
+        "motherfucker",
+        "motherfuckin",
+        "motherfuckers",
+        "shit",
+        "shitty",
+        "bitch",
+        "bitches",
+        "damn",
+        "goddamn",
+        "hell",
+        "ass",
+        "asshole",
+        "nigga",
+        "niggas",
+        "dick",
+        "pussy",
+        "hoe",
+        "hoes",
+    ]
 )
 
 
@@ -73,7 +94,10 @@ def compute_features(sections: Sequence[Section]) -> LyricFeatures:
     rhymed = sum(
         1
         for i, end in enumerate(line_ends)
-        if any(rhyme_key(end) == rhyme_key(other) and end != other for other in line_ends[i + 1 : i + 3])
+        if any(
+            rhyme_key(end) == rhyme_key(other) and end != other
+            for other in line_ends[i + 1 : i + 3]
+        )
     )
     line_counts = Counter(line.lower() for line in lines)
     repeated = sum(count for count in line_counts.values() if count > 1)
@@ -90,7 +114,12 @@ def compute_features(sections: Sequence[Section]) -> LyricFeatures:
         profanity_ratio=round(sum(1 for w in tokens if w in PROFANITY) / n_words, 4),
         section_count=len(sections),
         performer_count=len(performers),
-        first_person_ratio=round(sum(1 for w in tokens if w in {"i", "i'm", "me", "my", "mine", "myself"}) / n_words, 4),
-        second_person_ratio=round(sum(1 for w in tokens if w in {"you", "you're", "your", "yours", "yourself"}) / n_words, 4),
+        first_person_ratio=round(
+            sum(1 for w in tokens if w in {"i", "i'm", "me", "my", "mine", "myself"}) / n_words, 4
+        ),
+        second_person_ratio=round(
+            sum(1 for w in tokens if w in {"you", "you're", "your", "yours", "yourself"}) / n_words,
+            4,
+        ),
         question_ratio=round(sum(1 for line in lines if line.rstrip().endswith("?")) / n_lines, 4),
     )

@@ -109,7 +109,9 @@ def listing_from_api(song: dict[str, Any]) -> SongListing:
             featured_artists=tuple(a["name"] for a in song.get("featured_artists") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise UpstreamError(SERVICE, f"malformed song object ({type(exc).__name__}: {exc})") from exc
+        raise UpstreamError(
+            SERVICE, f"malformed song object ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 class GeniusClient:
@@ -173,12 +175,16 @@ class GeniusClient:
                 self.stats.record_retry()
                 log.info("Genius: %s; retrying in %.2fs", last_problem, wait)
                 time.sleep(wait)
-        raise UpstreamError(SERVICE, f"gave up after {self.retry.max_attempts} attempts: {last_problem}")
+        raise UpstreamError(
+            SERVICE, f"gave up after {self.retry.max_attempts} attempts: {last_problem}"
+        )
 
     def _api(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._get(f"{self.api_base_url}{path}", params)
         if response.status_code in (401, 403):
-            raise UpstreamError(SERVICE, f"HTTP {response.status_code} on {path}: check GENIUS_ACCESS_TOKEN")
+            raise UpstreamError(
+                SERVICE, f"HTTP {response.status_code} on {path}: check GENIUS_ACCESS_TOKEN"
+            )
         if response.status_code == 404:
             raise UpstreamError(SERVICE, f"not found: {path}")
         if response.status_code >= 400:
@@ -212,12 +218,16 @@ class GeniusClient:
             if not artist:
                 continue
             if _fold(artist["name"]) == wanted:
-                return ArtistRef(int(artist["id"]), artist["name"], artist.get("url"), artist.get("image_url"))
+                return ArtistRef(
+                    int(artist["id"]), artist["name"], artist.get("url"), artist.get("image_url")
+                )
             seen, _ = counts.get(int(artist["id"]), (0, artist))
             counts[int(artist["id"])] = (seen + 1, artist)
         raise UpstreamError(SERVICE, f"no artist named {name!r} among {len(hits)} search hits")
 
-    def artist_songs(self, artist_id: int, sort: str = "popularity", per_page: int = 50) -> Iterator[SongListing]:
+    def artist_songs(
+        self, artist_id: int, sort: str = "popularity", per_page: int = 50
+    ) -> Iterator[SongListing]:
         """Every song of the artist, following ``next_page`` until Genius says there is none."""
         page: int | None = 1
         while page is not None:
@@ -226,7 +236,9 @@ class GeniusClient:
             )
             songs = payload.get("songs")
             if not isinstance(songs, list):
-                raise UpstreamError(SERVICE, f"malformed song list on page {page} of artist {artist_id}")
+                raise UpstreamError(
+                    SERVICE, f"malformed song list on page {page} of artist {artist_id}"
+                )
             for song in songs:
                 yield listing_from_api(song)
             next_page = payload.get("next_page")
@@ -255,10 +267,14 @@ class GeniusSource(dg.ConfigurableResource):
     """Genius API + genius.com pages. Without an access token it serves the bundled sample
     corpus through the same client (a replay transport instead of the network)."""
 
-    access_token: str | None = Field(default=None, description="Genius API token (GENIUS_ACCESS_TOKEN).")
+    access_token: str | None = Field(
+        default=None, description="Genius API token (GENIUS_ACCESS_TOKEN)."
+    )
     api_base_url: str = Field(default="https://api.genius.com", description="GENIUS_API_BASE_URL")
     web_base_url: str = Field(default="https://genius.com", description="GENIUS_WEB_BASE_URL")
-    requests_per_second: float = Field(default=2.0, description="Token-bucket rate, shared by API and pages.")
+    requests_per_second: float = Field(
+        default=2.0, description="Token-bucket rate, shared by API and pages."
+    )
     timeout_seconds: float = Field(default=15.0, description="Per-request timeout.")
     max_attempts: int = Field(default=5, description="Attempts per request before giving up.")
     backoff_base_seconds: float = Field(default=0.5)
@@ -275,7 +291,10 @@ class GeniusSource(dg.ConfigurableResource):
         return "sample corpus (no GENIUS_ACCESS_TOKEN)" if self.uses_sample_corpus else "Genius API"
 
     def client(self, cache: Cache | None = None) -> GeniusClient:
-        headers = {"User-Agent": "rap-assets (+https://github.com/rap-assets)", "Accept": "application/json"}
+        headers = {
+            "User-Agent": "rap-assets (+https://github.com/rap-assets)",
+            "Accept": "application/json",
+        }
         transport: httpx.BaseTransport | None = None
         rate = self.requests_per_second
         if self.uses_sample_corpus:
@@ -292,7 +311,9 @@ class GeniusSource(dg.ConfigurableResource):
             follow_redirects=True,
         )
         breaker = (
-            CircuitBreaker(cache, SERVICE, self.circuit_failure_threshold, self.circuit_reset_seconds)
+            CircuitBreaker(
+                cache, SERVICE, self.circuit_failure_threshold, self.circuit_reset_seconds
+            )
             if cache is not None
             else None
         )
@@ -301,6 +322,8 @@ class GeniusSource(dg.ConfigurableResource):
             api_base_url=self.api_base_url,
             web_base_url=self.web_base_url,
             limiter=TokenBucket(rate, capacity=max(1.0, rate)),
-            retry=RetryPolicy(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds),
+            retry=RetryPolicy(
+                self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds
+            ),
             breaker=breaker,
         )

@@ -21,8 +21,13 @@ VERSION_MARKERS: dict[str, re.Pattern[str]] = {
     "clean": re.compile(r"\bclean\b|\bradio edit\b|\bedited\b"),
     "demo": re.compile(r"\bdemo\b"),
 }
-_FEATURE = re.compile(r"[\(\[]\s*(?:feat\.?|ft\.?|featuring|with)\s[^\)\]]*[\)\]]|\s-\s(?:feat\.?|ft\.?)\s.*$", re.IGNORECASE)
-_NOISE = re.compile(r"\b(?:remaster(?:ed)?(?: \d{4})?|\d{4} remaster(?:ed)?|original mix|mono|stereo)\b")
+_FEATURE = re.compile(
+    r"[\(\[]\s*(?:feat\.?|ft\.?|featuring|with)\s[^\)\]]*[\)\]]|\s-\s(?:feat\.?|ft\.?)\s.*$",
+    re.IGNORECASE,
+)
+_NOISE = re.compile(
+    r"\b(?:remaster(?:ed)?(?: \d{4})?|\d{4} remaster(?:ed)?|original mix|mono|stereo)\b"
+)
 
 
 def fold(text: str) -> str:
@@ -88,14 +93,19 @@ def score_candidate(song: SongToMatch, track: dict[str, Any]) -> float:
     feature_score = len(featured & track_artists) / len(featured) if featured else 1.0
     artist_score = 0.8 + 0.2 * feature_score
     extra = 1.0
-    if song.year and (release := str((track.get("album") or {}).get("release_date", ""))[:4]).isdigit():
+    if (
+        song.year
+        and (release := str((track.get("album") or {}).get("release_date", ""))[:4]).isdigit()
+    ):
         extra -= min(0.5, 0.1 * abs(int(release) - song.year))
     if song.duration_ms and track.get("duration_ms"):
         extra -= min(0.5, abs(int(track["duration_ms"]) - song.duration_ms) / 60_000)
     return round(0.6 * title_score + 0.3 * artist_score + 0.1 * max(0.0, extra), 4)
 
 
-def best_match(song: SongToMatch, candidates: list[dict[str, Any]], threshold: float = 0.75) -> MatchResult:
+def best_match(
+    song: SongToMatch, candidates: list[dict[str, Any]], threshold: float = 0.75
+) -> MatchResult:
     """The best candidate with its confidence and margin over the runner-up, or "unmatched"."""
     if not candidates:
         return MatchResult(None, 0.0, 0.0, "no search results")
@@ -104,6 +114,10 @@ def best_match(song: SongToMatch, candidates: list[dict[str, Any]], threshold: f
     runner_up = next((s for s, t in scored[1:] if t.get("id") != best.get("id")), 0.0)
     margin = round(best_score - runner_up, 4)
     if best_score < threshold:
-        reason = "only other versions found" if best_score == 0.0 else f"best confidence {best_score:.2f} below {threshold:.2f}"
+        reason = (
+            "only other versions found"
+            if best_score == 0.0
+            else f"best confidence {best_score:.2f} below {threshold:.2f}"
+        )
         return MatchResult(None, best_score, margin, reason)
     return MatchResult(best, best_score, margin)

@@ -11,7 +11,9 @@ from typing import Any
 import dagster as dg
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit: int = 10) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit: int = 10
+) -> str:
     if not rows:
         return "_nothing new_"
 
@@ -43,10 +45,14 @@ class Timer:
         try:
             yield
         finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+            self.seconds[name] = round(
+                self.seconds.get(name, 0.0) + time.perf_counter() - started, 3
+            )
 
     def as_metadata(self) -> dict[str, dg.FloatMetadataValue]:
-        return {f"seconds_{name}": dg.MetadataValue.float(value) for name, value in self.seconds.items()}
+        return {
+            f"seconds_{name}": dg.MetadataValue.float(value) for name, value in self.seconds.items()
+        }
 
 
 def stage_metadata(

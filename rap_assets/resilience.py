@@ -91,7 +91,9 @@ class CircuitBreaker:
     service back off together.
     """
 
-    def __init__(self, cache: Cache, service: str, failure_threshold: int = 5, reset_seconds: float = 60.0) -> None:
+    def __init__(
+        self, cache: Cache, service: str, failure_threshold: int = 5, reset_seconds: float = 60.0
+    ) -> None:
         self.cache = cache
         self.service = service
         self.failure_threshold = failure_threshold
@@ -115,7 +117,9 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         failures = self.cache.backend.incr(self._failures_key, ttl_seconds=self.reset_seconds * 10)
         if failures >= self.failure_threshold:
-            self.cache.backend.set(self._open_key, str(time.time() + self.reset_seconds), self.reset_seconds)
+            self.cache.backend.set(
+                self._open_key, str(time.time() + self.reset_seconds), self.reset_seconds
+            )
 
     @property
     def is_open(self) -> bool:

@@ -43,7 +43,9 @@ class IndexBuild:
         return self.action != "unchanged"
 
 
-def build_search_index(warehouse: Warehouse, model: str, dim: int, *, force: bool = False) -> IndexBuild:
+def build_search_index(
+    warehouse: Warehouse, model: str, dim: int, *, force: bool = False
+) -> IndexBuild:
     """Create the partial HNSW expression index for ``model`` if it is missing (or ``force``),
     refresh planner statistics when the indexed vectors changed, and record the build.
 
@@ -59,7 +61,9 @@ def build_search_index(warehouse: Warehouse, model: str, dim: int, *, force: boo
                  FROM song_embeddings WHERE model = %s""",
             (model,),
         ).fetchone() or (0, "")
-        previous = conn.execute("SELECT fingerprint FROM search_index_builds WHERE model = %s", (model,)).fetchone()
+        previous = conn.execute(
+            "SELECT fingerprint FROM search_index_builds WHERE model = %s", (model,)
+        ).fetchone()
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         if force or not (exists and exists[0]):
             action = "created"
@@ -92,7 +96,9 @@ def build_search_index(warehouse: Warehouse, model: str, dim: int, *, force: boo
                        build_seconds = EXCLUDED.build_seconds, built_at = now()""",
                 (model, name, fingerprint, vectors, time.perf_counter() - started),
             )
-        size = conn.execute("SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)", (name,)).fetchone()
+        size = conn.execute(
+            "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)", (name,)
+        ).fetchone()
         by_artist = conn.execute(
             """SELECT a.name, count(*) FROM song_embeddings e JOIN songs s USING (song_id)
                  JOIN artists a USING (artist_id) WHERE e.model = %s GROUP BY a.name ORDER BY a.name""",
@@ -170,10 +176,16 @@ class RapSearch(dg.ConfigurableResource):
     Thread-safe: each call takes its own pooled connection.
     """
 
-    database_url: str | None = Field(default=None, description="Warehouse URL; unset: embedded pgserver.")
-    embedding_backend: str = Field(default="hashing", description="Must match the backend that embedded the corpus.")
+    database_url: str | None = Field(
+        default=None, description="Warehouse URL; unset: embedded pgserver."
+    )
+    embedding_backend: str = Field(
+        default="hashing", description="Must match the backend that embedded the corpus."
+    )
     embedding_dim: int = Field(default=384)
-    ef_search: int = Field(default=40, description="HNSW candidate list size per query (recall vs latency).")
+    ef_search: int = Field(
+        default=40, description="HNSW candidate list size per query (recall vs latency)."
+    )
 
     _warehouse: Warehouse | None = PrivateAttr(default=None)
 
@@ -194,8 +206,12 @@ class RapSearch(dg.ConfigurableResource):
         vector = embedder.embed([query.strip()])[0]
         statement = sql.SQL(_SEARCH_SQL).format(dim=sql.Literal(int(embedder.dim)))
         with self.warehouse.connection() as conn:
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, limit)),))
-            rows = conn.execute(statement, {"q": vector, "model": embedder.name, "k": limit}).fetchall()
+            conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, limit)),)
+            )
+            rows = conn.execute(
+                statement, {"q": vector, "model": embedder.name, "k": limit}
+            ).fetchall()
         return [
             SearchHit(
                 song_id=song_id,

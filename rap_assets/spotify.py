@@ -55,8 +55,13 @@ class SpotifyClient:
         """Field-filtered search first; a looser free-text query if that finds nothing."""
         clean_title = title.replace('"', " ")
         clean_artist = artist.replace('"', " ")
-        for query in (f'track:"{clean_title}" artist:"{clean_artist}"', f"{clean_title} {clean_artist}"):
-            result = self._call("search", self.sp.search, q=query, type="track", limit=self.search_limit)
+        for query in (
+            f'track:"{clean_title}" artist:"{clean_artist}"',
+            f"{clean_title} {clean_artist}",
+        ):
+            result = self._call(
+                "search", self.sp.search, q=query, type="track", limit=self.search_limit
+            )
             items = [t for t in (result or {}).get("tracks", {}).get("items", []) if t]
             if items:
                 return items
@@ -93,10 +98,14 @@ class SpotifySource(dg.ConfigurableResource):
     client_id: str | None = Field(default=None, description="SPOTIPY_CLIENT_ID")
     client_secret: str | None = Field(default=None, description="SPOTIPY_CLIENT_SECRET")
     api_base_url: str = Field(default="https://api.spotify.com", description="SPOTIFY_API_BASE_URL")
-    auth_url: str = Field(default="https://accounts.spotify.com/api/token", description="SPOTIFY_AUTH_URL")
+    auth_url: str = Field(
+        default="https://accounts.spotify.com/api/token", description="SPOTIFY_AUTH_URL"
+    )
     timeout_seconds: float = Field(default=10.0)
     max_retries: int = Field(default=4)
-    search_limit: int = Field(default=10, description="Search page size; 10 is the development-mode cap.")
+    search_limit: int = Field(
+        default=10, description="Search page size; 10 is the development-mode cap."
+    )
     match_threshold: float = Field(default=0.75, description="Minimum confidence to store a match.")
 
     @property
@@ -105,7 +114,11 @@ class SpotifySource(dg.ConfigurableResource):
 
     @property
     def mode(self) -> str:
-        return "sample catalog (no SPOTIPY_CLIENT_ID)" if self.uses_sample_catalog else "Spotify Web API"
+        return (
+            "sample catalog (no SPOTIPY_CLIENT_ID)"
+            if self.uses_sample_catalog
+            else "Spotify Web API"
+        )
 
     def client(self) -> SpotifyClient:
         session = requests.Session()

@@ -193,11 +193,15 @@ class Warehouse(dg.ConfigurableResource):
         with self.pool.connection() as conn:
             yield conn
 
-    def fetch_all(self, query: str | sql.Composable, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+    def fetch_all(
+        self, query: str | sql.Composable, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         with self.connection() as conn:
             return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
-    def fetch_dicts(self, query: str | sql.Composable, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    def fetch_dicts(
+        self, query: str | sql.Composable, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
         with self.connection() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             cur.execute(query, params)  # type: ignore[arg-type]
             return cur.fetchall()
@@ -241,10 +245,14 @@ class Warehouse(dg.ConfigurableResource):
         return len(rows)
 
 
-def upsert_statement(table: str, columns: list[str], key: Sequence[str], *, touch: bool) -> sql.Composed:
+def upsert_statement(
+    table: str, columns: list[str], key: Sequence[str], *, touch: bool
+) -> sql.Composed:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` with identifiers quoted and values as params."""
-    updates = [
-        sql.SQL("{col} = EXCLUDED.{col}").format(col=sql.Identifier(c)) for c in columns if c not in key
+    updates: list[sql.Composable] = [
+        sql.SQL("{col} = EXCLUDED.{col}").format(col=sql.Identifier(c))
+        for c in columns
+        if c not in key
     ]
     if touch:
         updates.append(sql.SQL("updated_at = now()"))
@@ -253,7 +261,9 @@ def upsert_statement(table: str, columns: list[str], key: Sequence[str], *, touc
         if updates
         else sql.SQL("DO NOTHING")
     )
-    return sql.SQL("INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) {action}").format(
+    return sql.SQL(
+        "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) {action}"
+    ).format(
         table=sql.Identifier(table),
         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         vals=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),

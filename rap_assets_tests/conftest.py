@@ -32,7 +32,9 @@ FIXTURES = SHARED / "fixtures"
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep tests off the developer's .rap_assets and instance."""
     home = tmp_path_factory.mktemp("rap_assets_home")
-    saved = {k: os.environ.get(k) for k in ("RAP_ASSETS_HOME", "RAP_ASSETS_WATCHLIST", "DAGSTER_HOME")}
+    saved = {
+        k: os.environ.get(k) for k in ("RAP_ASSETS_HOME", "RAP_ASSETS_WATCHLIST", "DAGSTER_HOME")
+    }
     os.environ["RAP_ASSETS_HOME"] = str(home)
     os.environ["RAP_ASSETS_WATCHLIST"] = str(REPO / "artists.yaml")
     os.environ.pop("DAGSTER_HOME", None)

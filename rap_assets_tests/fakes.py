@@ -80,7 +80,9 @@ class FakeGenius:
                 pass
 
             def do_GET(self) -> None:
-                fake.log.append(RequestRecord("GET", self.path, dict(self.headers), time.monotonic()))
+                fake.log.append(
+                    RequestRecord("GET", self.path, dict(self.headers), time.monotonic())
+                )
                 fault = fake._take_fault(self.path)
                 if fault and fault.kind == "drop":
                     self.connection.close()
@@ -89,19 +91,31 @@ class FakeGenius:
                     time.sleep(fault.seconds)
                 if fault and fault.kind == "status":
                     body = b'{"meta": {"status": %d}}' % fault.status
-                    self._send(fault.status, body, {"Content-Type": "application/json", **fault.headers})
+                    self._send(
+                        fault.status, body, {"Content-Type": "application/json", **fault.headers}
+                    )
                     return
                 if fault and fault.kind == "malformed":
-                    self._send(200, b'{"meta": {"status": 200}, "response": {"so', {"Content-Type": "application/json"})
+                    self._send(
+                        200,
+                        b'{"meta": {"status": 200}, "response": {"so',
+                        {"Content-Type": "application/json"},
+                    )
                     return
                 api = self.path.startswith("/api/")
                 target = self.path.removeprefix("/api") if api else self.path
                 host = "api.genius.com" if api else "genius.com"
                 if not api and fake.page_delay:
                     time.sleep(fake.page_delay)
-                response = fake.transport.handle_request(httpx.Request("GET", f"https://{host}{target}"))
+                response = fake.transport.handle_request(
+                    httpx.Request("GET", f"https://{host}{target}")
+                )
                 response.read()
-                self._send(response.status_code, response.content, {"Content-Type": response.headers.get("content-type", "text/html")})
+                self._send(
+                    response.status_code,
+                    response.content,
+                    {"Content-Type": response.headers.get("content-type", "text/html")},
+                )
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)

@@ -21,7 +21,9 @@ def _materialize(
 ) -> dg.ExecuteInProcessResult:
     if key not in instance.get_dynamic_partitions("artists"):
         instance.add_dynamic_partitions("artists", [key])
-    return dg.materialize(ARTIST_ASSETS, partition_key=key, instance=instance, resources=resources, **kwargs)
+    return dg.materialize(
+        ARTIST_ASSETS, partition_key=key, instance=instance, resources=resources, **kwargs
+    )
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
@@ -29,7 +31,9 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
-def test_artist_partition_materializes_every_stage(database_url: str, instance: dg.DagsterInstance) -> None:
+def test_artist_partition_materializes_every_stage(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
     resources = sample_resources(database_url)
     result = _materialize(instance, resources, "kilo-vance")
     assert result.success
@@ -60,38 +64,62 @@ def test_artist_partition_materializes_every_stage(database_url: str, instance: 
     )
     assert performers == [(["Sister Solace"],)]
     # never the live or sped-up decoy
-    names = [r[0] for r in warehouse.fetch_all("SELECT name FROM spotify_tracks WHERE match_status = 'matched'")]
+    names = [
+        r[0]
+        for r in warehouse.fetch_all(
+            "SELECT name FROM spotify_tracks WHERE match_status = 'matched'"
+        )
+    ]
     assert not any(" - Live" in n or "Sped Up" in n for n in names)
 
 
-def test_rematerializing_an_unchanged_partition_writes_nothing(database_url: str, instance: dg.DagsterInstance) -> None:
+def test_rematerializing_an_unchanged_partition_writes_nothing(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
     cache = Cache(namespace="unchanged")
     resources = sample_resources(database_url, cache)
     assert _materialize(instance, resources, "neon-ricky").success
     before = Warehouse(database_url=database_url).fetch_all("SELECT max(updated_at) FROM songs")
     second = _materialize(instance, resources, "neon-ricky")
     assert second.success
-    for asset in ("genius_song_index", "genius_lyrics", "spotify_tracks", "lyric_features", "lyric_analyses", "lyric_embeddings"):
+    for asset in (
+        "genius_song_index",
+        "genius_lyrics",
+        "spotify_tracks",
+        "lyric_features",
+        "lyric_analyses",
+        "lyric_embeddings",
+    ):
         assert _metadata(second, asset)["rows_written"] == 0, asset
     # the listing came from the cache, so Genius was not asked again
     index = _metadata(second, "genius_song_index")
     assert index["listing_from_cache"] is True
     assert index.get("http_requests", 0) == 0
     assert _metadata(second, "spotify_tracks")["api_calls"] == 0
-    assert Warehouse(database_url=database_url).fetch_all("SELECT max(updated_at) FROM songs") == before
+    assert (
+        Warehouse(database_url=database_url).fetch_all("SELECT max(updated_at) FROM songs")
+        == before
+    )
 
 
 def test_full_refresh_refetches(database_url: str, instance: dg.DagsterInstance) -> None:
     resources = sample_resources(database_url)
     assert _materialize(instance, resources, "quiet-harbor").success
-    config = {"ops": {name: {"config": {"full_refresh": True}} for name in ("genius_song_index", "genius_lyrics", "lyric_features")}}
+    config = {
+        "ops": {
+            name: {"config": {"full_refresh": True}}
+            for name in ("genius_song_index", "genius_lyrics", "lyric_features")
+        }
+    }
     again = _materialize(instance, resources, "quiet-harbor", run_config=config)
     assert _metadata(again, "genius_lyrics")["rows_written"] == 10
     assert _metadata(again, "genius_lyrics")["refetched_same_content"] == 10
     assert _metadata(again, "genius_song_index")["rows_skipped"] == 1  # unreleased demo
 
 
-def test_instrumentals_and_unreleased_are_recorded_not_analysed(database_url: str, instance: dg.DagsterInstance) -> None:
+def test_instrumentals_and_unreleased_are_recorded_not_analysed(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
     resources = sample_resources(database_url)
     assert _materialize(instance, resources, "old-man-ellis").success
     assert _materialize(instance, resources, "quiet-harbor").success
@@ -99,9 +127,9 @@ def test_instrumentals_and_unreleased_are_recorded_not_analysed(database_url: st
     assert warehouse.fetch_all(
         "SELECT s.title, l.status FROM lyrics l JOIN songs s USING (song_id) WHERE l.status <> 'lyrics'"
     ) == [("Porch Light Stories (Instrumental)", "instrumental")]
-    assert warehouse.fetch_all("SELECT title, skip_reason FROM songs WHERE skip_reason IS NOT NULL") == [
-        ("Unreleased Demo", "lyrics_state=unreleased")
-    ]
+    assert warehouse.fetch_all(
+        "SELECT title, skip_reason FROM songs WHERE skip_reason IS NOT NULL"
+    ) == [("Unreleased Demo", "lyrics_state=unreleased")]
     instrumental_analyses = warehouse.fetch_all(
         "SELECT count(*) FROM analyses a JOIN lyrics l USING (song_id) WHERE l.status = 'instrumental'"
     )
@@ -109,18 +137,26 @@ def test_instrumentals_and_unreleased_are_recorded_not_analysed(database_url: st
 
 
 def test_unknown_partition_fails_clearly(database_url: str, instance: dg.DagsterInstance) -> None:
-    result = _materialize(instance, sample_resources(database_url), "not-on-the-watchlist", raise_on_error=False)
+    result = _materialize(
+        instance, sample_resources(database_url), "not-on-the-watchlist", raise_on_error=False
+    )
     assert not result.success
     (failure,) = result.get_step_failure_events()
-    assert "not on the watchlist" in (failure.step_failure_data.error.message if failure.step_failure_data.error else "")
+    assert "not on the watchlist" in (
+        failure.step_failure_data.error.message if failure.step_failure_data.error else ""
+    )
 
 
 def test_corpus_assets_and_checks(database_url: str, instance: dg.DagsterInstance) -> None:
     resources = sample_resources(database_url)
     for key in ("kilo-vance", "sister-solace", "lil-crescent"):
         assert _materialize(instance, resources, key).success
-    result = dg.materialize([*ARTIST_ASSETS, *CORPUS_ASSETS, *ALL_CHECKS], instance=instance, resources=resources,
-                            selection=[a.key for a in CORPUS_ASSETS])
+    result = dg.materialize(
+        [*ARTIST_ASSETS, *CORPUS_ASSETS, *ALL_CHECKS],
+        instance=instance,
+        resources=resources,
+        selection=[a.key for a in CORPUS_ASSETS],
+    )
     assert result.success
     index = _metadata(result, "search_index")
     assert index["vectors_indexed"] == 31
@@ -137,11 +173,18 @@ def test_corpus_assets_and_checks(database_url: str, instance: dg.DagsterInstanc
     assert _metadata(again, "search_index")["rows_written"] == 0
 
 
-def test_partition_checks_pass_on_sample_data(database_url: str, instance: dg.DagsterInstance) -> None:
+def test_partition_checks_pass_on_sample_data(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
     resources = sample_resources(database_url)
     instance.add_dynamic_partitions("artists", ["lil-crescent"])
-    result = dg.materialize([*ARTIST_ASSETS, *ALL_CHECKS], partition_key="lil-crescent", instance=instance,
-                            resources=resources, selection=[a.key for a in ARTIST_ASSETS])
+    result = dg.materialize(
+        [*ARTIST_ASSETS, *ALL_CHECKS],
+        partition_key="lil-crescent",
+        instance=instance,
+        resources=resources,
+        selection=[a.key for a in ARTIST_ASSETS],
+    )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
@@ -151,10 +194,14 @@ def test_partition_checks_pass_on_sample_data(database_url: str, instance: dg.Da
     }
 
 
-def test_embeddings_are_unit_vectors_with_section_chunks(database_url: str, instance: dg.DagsterInstance) -> None:
+def test_embeddings_are_unit_vectors_with_section_chunks(
+    database_url: str, instance: dg.DagsterInstance
+) -> None:
     assert _materialize(instance, sample_resources(database_url), "sister-solace").success
     warehouse = Warehouse(database_url=database_url)
-    vectors = [v.to_numpy() for (v,) in warehouse.fetch_all("SELECT embedding FROM song_embeddings")]
+    vectors = [
+        v.to_numpy() for (v,) in warehouse.fetch_all("SELECT embedding FROM song_embeddings")
+    ]
     assert all(abs(np.linalg.norm(v) - 1) < 1e-4 for v in vectors)
     per_song = warehouse.fetch_all(
         """SELECT e.song_id, count(c.*) FROM song_embeddings e
@@ -164,11 +211,18 @@ def test_embeddings_are_unit_vectors_with_section_chunks(database_url: str, inst
 
 
 @pytest.mark.parametrize("use_redis", [True, False])
-def test_cache_backend_is_reported_in_metadata(database_url: str, instance: dg.DagsterInstance, use_redis: bool, request: pytest.FixtureRequest) -> None:
+def test_cache_backend_is_reported_in_metadata(
+    database_url: str, instance: dg.DagsterInstance, use_redis: bool, request: pytest.FixtureRequest
+) -> None:
     cache = (
-        Cache(redis_url=request.getfixturevalue("redis_url"), namespace=request.getfixturevalue("redis_namespace"))
+        Cache(
+            redis_url=request.getfixturevalue("redis_url"),
+            namespace=request.getfixturevalue("redis_namespace"),
+        )
         if use_redis
         else Cache(namespace="report")
     )
     result = _materialize(instance, sample_resources(database_url, cache), "kilo-vance")
-    assert _metadata(result, "genius_song_index")["cache_backend"] == ("redis" if use_redis else "in-process")
+    assert _metadata(result, "genius_song_index")["cache_backend"] == (
+        "redis" if use_redis else "in-process"
+    )

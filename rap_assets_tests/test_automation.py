@@ -59,7 +59,9 @@ def test_cursor_never_requests_an_artist_twice(tmp_path: Path) -> None:
     assert [a.name for a in new_artists(grown, cursor2)[0]] == ["C"]
 
 
-def test_sensor_adds_each_partition_once(tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sensor_adds_each_partition_once(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     watchlist = _write(tmp_path / "w.yaml", ["Kilo Vance", "Neon Ricky"])
     monkeypatch.setenv("RAP_ASSETS_WATCHLIST", str(watchlist))
 
@@ -70,18 +72,24 @@ def test_sensor_adds_each_partition_once(tmp_path: Path, instance: dg.DagsterIns
     assert list(add.partition_keys or []) == ["kilo-vance", "neon-ricky"]
     instance.add_dynamic_partitions("artists", list(add.partition_keys or []))
 
-    second = artist_watchlist_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    second = artist_watchlist_sensor(
+        dg.build_sensor_context(instance=instance, cursor=result.cursor)
+    )
     assert isinstance(second, dg.SkipReason)
 
     _write(watchlist, ["Kilo Vance", "Neon Ricky", "Quiet Harbor"])
-    third = artist_watchlist_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    third = artist_watchlist_sensor(
+        dg.build_sensor_context(instance=instance, cursor=result.cursor)
+    )
     assert isinstance(third, dg.SensorResult)
     assert [r.partition_key for r in third.run_requests or []] == ["quiet-harbor"]
 
 
 def test_schedule_requests_every_partition(instance: dg.DagsterInstance) -> None:
     instance.add_dynamic_partitions("artists", ["b", "a"])
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=__import__("datetime").datetime(2026, 11, 23, 6))
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=__import__("datetime").datetime(2026, 11, 23, 6)
+    )
     requests = weekly_artist_refresh(context)
     assert isinstance(requests, list)
     assert [r.partition_key for r in requests] == ["a", "b"]

@@ -37,7 +37,9 @@ def _counts(url: str) -> tuple[int, int, int, int]:
     )[0]
 
 
-def test_killing_a_partition_run_and_rerunning_leaves_no_duplicates(database_url: str, slow_fake: FakeGenius) -> None:
+def test_killing_a_partition_run_and_rerunning_leaves_no_duplicates(
+    database_url: str, slow_fake: FakeGenius
+) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -48,13 +50,21 @@ def test_killing_a_partition_run_and_rerunning_leaves_no_duplicates(database_url
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rap_assets_tests.run_partition", "kilo-vance"],
-        cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            if Warehouse(database_url=database_url).fetch_all("SELECT to_regclass('lyrics') IS NOT NULL")[0][0]:
-                lyrics = Warehouse(database_url=database_url).fetch_all("SELECT count(*) FROM lyrics")[0][0]
+            if Warehouse(database_url=database_url).fetch_all(
+                "SELECT to_regclass('lyrics') IS NOT NULL"
+            )[0][0]:
+                lyrics = Warehouse(database_url=database_url).fetch_all(
+                    "SELECT count(*) FROM lyrics"
+                )[0][0]
                 if lyrics >= 4:
                     break
             assert proc.poll() is None, "the run finished before it could be killed"
@@ -73,12 +83,18 @@ def test_killing_a_partition_run_and_rerunning_leaves_no_duplicates(database_url
 
     resources = {
         **sample_resources(database_url, Cache(namespace="kill-rerun")),
-        "genius": GeniusSource(access_token=TOKEN, api_base_url=slow_fake.api_base, web_base_url=slow_fake.base,
-                               requests_per_second=50),
+        "genius": GeniusSource(
+            access_token=TOKEN,
+            api_base_url=slow_fake.api_base,
+            web_base_url=slow_fake.base,
+            requests_per_second=50,
+        ),
     }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("artists", ["kilo-vance"])
-        assert dg.materialize(ARTIST_ASSETS, partition_key="kilo-vance", instance=instance, resources=resources).success
+        assert dg.materialize(
+            ARTIST_ASSETS, partition_key="kilo-vance", instance=instance, resources=resources
+        ).success
     songs, lyrics, sections, distinct_sections = _counts(database_url)
     assert (songs, lyrics) == (11, 10)
     assert sections == distinct_sections
@@ -91,11 +107,17 @@ def test_token_never_appears_in_event_logs_or_metadata(database_url: str) -> Non
     with FakeGenius().running() as fake, dg.instance_for_test() as instance:
         fake_resources = {
             **sample_resources(database_url),
-            "genius": GeniusSource(access_token=TOKEN, api_base_url=fake.api_base, web_base_url=fake.base,
-                                   requests_per_second=50),
+            "genius": GeniusSource(
+                access_token=TOKEN,
+                api_base_url=fake.api_base,
+                web_base_url=fake.base,
+                requests_per_second=50,
+            ),
         }
         instance.add_dynamic_partitions("artists", ["neon-ricky"])
-        result = dg.materialize(ARTIST_ASSETS, partition_key="neon-ricky", instance=instance, resources=fake_resources)
+        result = dg.materialize(
+            ARTIST_ASSETS, partition_key="neon-ricky", instance=instance, resources=fake_resources
+        )
         assert result.success
         assert all(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in fake.log)
         records = instance.all_logs(result.run_id)

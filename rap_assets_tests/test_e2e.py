@@ -80,11 +80,17 @@ def dagster(tmp_path: Path, database_url: str) -> Iterator[tuple[Dagster, Path]]
     procs = [
         subprocess.Popen(
             ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdout=(logs / "webserver.log").open("w"), stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=(logs / "webserver.log").open("w"),
+            stderr=subprocess.STDOUT,
         ),
         subprocess.Popen(
             ["dagster-daemon", "run", "-w", "workspace.yaml"],
-            cwd=REPO, env=env, stdout=(logs / "daemon.log").open("w"), stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=(logs / "daemon.log").open("w"),
+            stderr=subprocess.STDOUT,
         ),
     ]
     client = Dagster(f"http://127.0.0.1:{port}")
@@ -115,7 +121,9 @@ def _succeeded(client: Dagster, key: str) -> bool:
     return any(r["status"] == "SUCCESS" for r in runs)
 
 
-def test_sensor_runs_then_backfill_over_all_partitions(dagster: tuple[Dagster, Path], database_url: str) -> None:
+def test_sensor_runs_then_backfill_over_all_partitions(
+    dagster: tuple[Dagster, Path], database_url: str
+) -> None:
     client, watchlist = dagster
     _wait("the sensor's run for kilo-vance", lambda: _succeeded(client, "kilo-vance"))
 
@@ -123,7 +131,14 @@ def test_sensor_runs_then_backfill_over_all_partitions(dagster: tuple[Dagster, P
     _wait("the sensor's run for neon-ricky", lambda: _succeeded(client, "neon-ricky"))
     assert len(client.runs_for_partition("kilo-vance")) == 1  # the sensor never re-requests
 
-    assets = ["genius_song_index", "genius_lyrics", "spotify_tracks", "lyric_features", "lyric_analyses", "lyric_embeddings"]
+    assets = [
+        "genius_song_index",
+        "genius_lyrics",
+        "spotify_tracks",
+        "lyric_features",
+        "lyric_analyses",
+        "lyric_embeddings",
+    ]
     launched = client.graphql(
         """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
              __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",

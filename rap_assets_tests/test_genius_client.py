@@ -69,7 +69,10 @@ def test_429_retry_after_is_honoured(fake: FakeGenius) -> None:
 
 
 def test_two_500s_then_success(fake: FakeGenius) -> None:
-    fake.fail_next(Fault("status", 500, path_prefix="/api/songs"), Fault("status", 503, path_prefix="/api/songs"))
+    fake.fail_next(
+        Fault("status", 500, path_prefix="/api/songs"),
+        Fault("status", 503, path_prefix="/api/songs"),
+    )
     with _client(fake) as client:
         assert client.song(70000101).song_id == 70000101
         assert client.stats.retries == 2
@@ -92,16 +95,21 @@ def test_dropped_connection_is_retried(fake: FakeGenius) -> None:
 
 def test_malformed_body_is_a_clear_error(fake: FakeGenius) -> None:
     fake.fail_next(Fault("malformed", path_prefix="/api/songs"))
-    with _client(fake) as client, pytest.raises(UpstreamError, match=r"^Genius: malformed JSON response for /songs/70000101"):
+    with (
+        _client(fake) as client,
+        pytest.raises(UpstreamError, match=r"^Genius: malformed JSON response for /songs/70000101"),
+    ):
         client.song(70000101)
 
 
 def test_circuit_opens_after_consecutive_failures(fake: FakeGenius) -> None:
     fake.fail_next(*[Fault("status", 502) for _ in range(10)])
-    with _client(fake, circuit_failure_threshold=3, max_attempts=2, circuit_reset_seconds=30) as client:
-        with pytest.raises(UpstreamError, match="gave up after 2 attempts: HTTP 502"):
+    with _client(
+        fake, circuit_failure_threshold=3, max_attempts=2, circuit_reset_seconds=30
+    ) as client:
+        with pytest.raises(UpstreamError, match=r"gave up after 2 attempts: HTTP 502"):
             client.song(70000101)
-        with pytest.raises(CircuitOpenError, match="^Genius: circuit open"):
+        with pytest.raises(CircuitOpenError, match=r"^Genius: circuit open"):
             client.song(70000101)
     assert len(fake.log) == 3  # the open circuit sent nothing
 
@@ -112,17 +120,24 @@ def test_error_pages_are_returned_not_parsed_as_lyrics(fake: FakeGenius) -> None
     assert status == 404
 
 
-def test_token_never_appears_in_errors_or_logs(fake: FakeGenius, caplog: pytest.LogCaptureFixture) -> None:
+def test_token_never_appears_in_errors_or_logs(
+    fake: FakeGenius, caplog: pytest.LogCaptureFixture
+) -> None:
     fake.fail_next(*[Fault("status", 500) for _ in range(3)])
-    with caplog.at_level(logging.DEBUG), _client(fake, max_attempts=3) as client:
-        with pytest.raises(UpstreamError) as error:
-            client.song(70000101)
+    with (
+        caplog.at_level(logging.DEBUG),
+        _client(fake, max_attempts=3) as client,
+        pytest.raises(UpstreamError) as error,
+    ):
+        client.song(70000101)
     assert TOKEN not in str(error.value) and TOKEN not in repr(error.value)
     assert TOKEN not in caplog.text
 
 
 def test_retry_after_parses_seconds_and_dates() -> None:
     assert retry_after_seconds("7") == 7.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(
+        10.0
+    )
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None

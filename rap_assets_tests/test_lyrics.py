@@ -48,7 +48,10 @@ def test_instrumental_page_is_instrumental() -> None:
 
 
 def _page(*containers: str) -> str:
-    body = "".join(f'<div data-lyrics-container="true" class="Lyrics__Container-x">{c}</div>' for c in containers)
+    body = "".join(
+        f'<div data-lyrics-container="true" class="Lyrics__Container-x">{c}</div>'
+        for c in containers
+    )
     return f"<html><body><div id='lyrics-root'>{body}</div></body></html>"
 
 
@@ -58,7 +61,11 @@ def test_inline_tags_keep_their_text_and_nested_tags_flatten() -> None:
         "<span><span>nested <em>deep</em></span></span> line"
     )
     parsed = parse_lyrics_html(page)
-    assert parsed.lines == ["[Verse 1: A]", "I keep the italic and linked bold words", "nested deep line"]
+    assert parsed.lines == [
+        "[Verse 1: A]",
+        "I keep the italic and linked bold words",
+        "nested deep line",
+    ]
 
 
 def test_header_with_several_performers() -> None:
@@ -95,7 +102,9 @@ def test_empty_container_and_error_pages_are_never_lyrics() -> None:
     assert parse_lyrics_html(_page("")).status == "missing"
     not_found = "<html><head><title>Oops! Page not found</title></head><body><h1>Page not found</h1></body></html>"
     assert parse_lyrics_html(not_found).status == "missing"
-    bot_wall = "<html><body><h1>Access denied</h1><p>Please verify you are a human</p></body></html>"
+    bot_wall = (
+        "<html><body><h1>Access denied</h1><p>Please verify you are a human</p></body></html>"
+    )
     assert parse_lyrics_html(bot_wall).status == "missing"
 
 
@@ -107,7 +116,10 @@ def test_stanzas_across_containers_do_not_gain_blank_lines() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rap_assets.cli", "parse-lyrics", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "rap_assets.cli", "parse-lyrics", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -116,10 +128,17 @@ def test_parse_lyrics_cli_exit_codes_and_json(tmp_path: Path) -> None:
     assert result.returncode == 0
     data = json.loads(result.stdout)
     assert data["status"] == "lyrics"
-    assert data["sections"][0] == {"header": "Intro", "performers": ["2Pac"], "lines": data["sections"][0]["lines"]}
+    assert data["sections"][0] == {
+        "header": "Intro",
+        "performers": ["2Pac"],
+        "lines": data["sections"][0]["lines"],
+    }
 
     plain = _cli(str(PAGES / "2pac-all-eyez-on-me.html"))
-    assert plain.stdout.splitlines()[:2] == ["[Intro: 2Pac]", "Big Syke, 'Nook, Hank, Bogart, Big Sur (yeah)"]
+    assert plain.stdout.splitlines()[:2] == [
+        "[Intro: 2Pac]",
+        "Big Syke, 'Nook, Hank, Bogart, Big Sur (yeah)",
+    ]
 
     assert _cli(str(PAGES / "instrumental.html")).returncode == 3
     empty = tmp_path / "empty.html"

@@ -16,15 +16,30 @@ from .conftest import REPO
 
 def test_dagster_definitions_validate() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "rap_assets.definitions"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "rap_assets.definitions",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_rendered_sample_corpus_is_up_to_date() -> None:
     rendered = render(load_sources())
-    stale = [str(rel) for rel, text in rendered.items() if not (ROOT / rel).is_file() or (ROOT / rel).read_text(encoding="utf-8") != text]
+    stale = [
+        str(rel)
+        for rel, text in rendered.items()
+        if not (ROOT / rel).is_file() or (ROOT / rel).read_text(encoding="utf-8") != text
+    ]
     assert not stale, f"run `python -m rap_assets.sample_corpus`: stale {stale[:5]}"
 
 
@@ -43,7 +58,13 @@ def test_readme_documents_every_env_var() -> None:
 
 
 def test_code_reads_only_documented_env_vars() -> None:
-    pattern = re.compile(r"""(?:environ(?:\.get)?\(|getenv\(|EnvVar\(|optional_env\(|env_or\()\s*["']([A-Z_]+)["']""")
-    used = {m for path in Path(REPO / "rap_assets").rglob("*.py") for m in pattern.findall(path.read_text())}
+    pattern = re.compile(
+        r"""(?:environ(?:\.get)?\(|getenv\(|EnvVar\(|optional_env\(|env_or\()\s*["']([A-Z_]+)["']"""
+    )
+    used = {
+        m
+        for path in Path(REPO / "rap_assets").rglob("*.py")
+        for m in pattern.findall(path.read_text())
+    }
     assert used, "the pattern found nothing: it is out of date"
     assert used <= set(ENV_VARS), f"undocumented: {sorted(used - set(ENV_VARS))}"

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
@@ -26,28 +25,40 @@ from .conftest import sample_resources
 
 
 @pytest.fixture(scope="module")
-def corpus_url(module_database_url: str) -> Iterator[str]:
+def corpus_url(module_database_url: str) -> str:
     resources = sample_resources(module_database_url)
     with dg.instance_for_test() as instance:
         keys = [a.partition_key for a in load_watchlist()]
         instance.add_dynamic_partitions("artists", keys)
         for key in keys:
-            assert dg.materialize(ARTIST_ASSETS, partition_key=key, instance=instance, resources=resources).success
+            assert dg.materialize(
+                ARTIST_ASSETS, partition_key=key, instance=instance, resources=resources
+            ).success
         assert dg.materialize(CORPUS_ASSETS, instance=instance, resources=resources).success
-    yield module_database_url
+    return module_database_url
 
 
 @pytest.mark.parametrize(
     ("query", "artist", "title"),
     [
         ("depression and healing on the therapist couch", "Quiet Harbor", "Therapist's Couch"),
-        ("voting, ballots and organizing against gerrymandering", "Sister Solace", "Ballot & Bullhorn"),
+        (
+            "voting, ballots and organizing against gerrymandering",
+            "Sister Solace",
+            "Ballot & Bullhorn",
+        ),
         ("a homophone hitman slaying rappers with wordplay", "Kilo Vance", "Homophone Homicide"),
         ("pool party in the summer sunshine", "Neon Ricky", "Pool Party Politics"),
-        ("a lighthouse keeper guiding a fishing boat home through fog", "Old Man Ellis", "The Last Lighthouse Keeper"),
+        (
+            "a lighthouse keeper guiding a fishing boat home through fog",
+            "Old Man Ellis",
+            "The Last Lighthouse Keeper",
+        ),
     ],
 )
-def test_search_finds_the_song_about_a_theme(corpus_url: str, query: str, artist: str, title: str) -> None:
+def test_search_finds_the_song_about_a_theme(
+    corpus_url: str, query: str, artist: str, title: str
+) -> None:
     hits = RapSearch(database_url=corpus_url).search(query, limit=3)
     assert (artist, title) in [(h.artist, h.title) for h in hits]
 
@@ -65,9 +76,16 @@ def test_hits_are_typed_with_snippet_section_and_analysis(corpus_url: str) -> No
 
 @pytest.mark.parametrize(
     ("query", "limit", "message"),
-    [("", 10, "non-empty"), ("   ", 10, "non-empty"), ("x" * 1001, 10, "limit is 1000"), ("ok", 0, "limit must be")],
+    [
+        ("", 10, "non-empty"),
+        ("   ", 10, "non-empty"),
+        ("x" * 1001, 10, "limit is 1000"),
+        ("ok", 0, "limit must be"),
+    ],
 )
-def test_bad_queries_raise_value_error(corpus_url: str, query: str, limit: int, message: str) -> None:
+def test_bad_queries_raise_value_error(
+    corpus_url: str, query: str, limit: int, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         RapSearch(database_url=corpus_url).search(query, limit=limit)
 
@@ -97,8 +115,20 @@ def test_search_is_thread_safe(corpus_url: str) -> None:
 
 def test_search_cli_json(corpus_url: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "rap_assets.cli", "search", "grief and loss", "--limit", "3", "--json"],
-        capture_output=True, text=True, check=True, env={**os.environ, "DATABASE_URL": corpus_url},
+        [
+            sys.executable,
+            "-m",
+            "rap_assets.cli",
+            "search",
+            "grief and loss",
+            "--limit",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DATABASE_URL": corpus_url},
     )
     hits = json.loads(result.stdout)
     assert len(hits) == 3 and {"artist", "title", "score", "snippet"} <= set(hits[0])
@@ -112,8 +142,15 @@ def _label_with_reference_model(corpus_url: str, seed: int = 3) -> None:
     labelled = []
     for row in rows:
         quality = float(np.clip(row["quality"] + rng.normal(0, 1.0) + 0.5, 1, 10))
-        labelled.append({**{k: v for k, v in row.items() if k != "updated_at"},
-                         "model": "reference-llm", "prompt_version": "p1", "analyzer": "llm", "quality": quality})
+        labelled.append(
+            {
+                **{k: v for k, v in row.items() if k != "updated_at"},
+                "model": "reference-llm",
+                "prompt_version": "p1",
+                "analyzer": "llm",
+                "quality": quality,
+            }
+        )
     warehouse.upsert("analyses", labelled, key=["song_id", "model", "prompt_version"])
 
 
@@ -126,8 +163,11 @@ def test_evaluation_metrics_equal_sklearns_on_the_same_split(corpus_url: str) ->
     result = evaluate(dataset, settings)
     assert result.skipped_reason is None
 
-    train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=11).split(
-        dataset.features, dataset.labels, dataset.groups))
+    train, test = next(
+        GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=11).split(
+            dataset.features, dataset.labels, dataset.groups
+        )
+    )
     assert set(dataset.groups[train]).isdisjoint(dataset.groups[test])
     assert (result.n_train, result.n_test) == (len(train), len(test))
     truth = dataset.labels[test]
@@ -135,14 +175,17 @@ def test_evaluation_metrics_equal_sklearns_on_the_same_split(corpus_url: str) ->
     assert rule.mae == pytest.approx(mean_absolute_error(truth, dataset.rule_scores[test]))
     assert rule.rmse == pytest.approx(np.sqrt(mean_squared_error(truth, dataset.rule_scores[test])))
     mean = result.by_name("mean")
-    assert mean.mae == pytest.approx(mean_absolute_error(truth, np.full(len(test), dataset.labels[train].mean())))
+    assert mean.mae == pytest.approx(
+        mean_absolute_error(truth, np.full(len(test), dataset.labels[train].mean()))
+    )
     assert result.by_name("ridge").rmse >= result.by_name("ridge").mae
 
     # reproducible with the seed, and persisted under the run id
     assert evaluate(dataset, settings).models == result.models
     assert persist_evaluation(Warehouse(database_url=corpus_url), "run-1", result) == 4
     stored = Warehouse(database_url=corpus_url).fetch_all(
-        "SELECT model_name, mae FROM evaluation_runs WHERE run_id = 'run-1' ORDER BY model_name")
+        "SELECT model_name, mae FROM evaluation_runs WHERE run_id = 'run-1' ORDER BY model_name"
+    )
     assert [name for name, _ in stored] == ["mean", "random", "ridge", "rule-based"]
 
 

@@ -16,12 +16,29 @@ def test_migrations_are_idempotent_and_recorded(database_url: str) -> None:
     assert migrate(database_url) == []
     assert migrate(database_url) == []
     with psycopg.connect(database_url) as conn:
-        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        versions = [
+            r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        ]
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        vector = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
     assert versions == [m.version for m in discover_migrations()]
-    assert {"artists", "songs", "lyrics", "lyric_sections", "spotify_tracks", "lyric_features", "analyses",
-            "song_embeddings", "section_embeddings", "evaluation_runs"} <= tables
+    assert {
+        "artists",
+        "songs",
+        "lyrics",
+        "lyric_sections",
+        "spotify_tracks",
+        "lyric_features",
+        "analyses",
+        "song_embeddings",
+        "section_embeddings",
+        "evaluation_runs",
+    } <= tables
     assert vector is not None
 
 
@@ -75,7 +92,11 @@ def test_upsert_is_idempotent(database_url: str) -> None:
 def test_upsert_quotes_identifiers_and_parameterises_values(database_url: str) -> None:
     warehouse = Warehouse(database_url=database_url)
     evil = "x'); DROP TABLE artists; --"
-    warehouse.upsert("artists", [{"artist_id": 2, "partition_key": evil, "name": evil, "url": None, "image_url": None}], key=["artist_id"])
+    warehouse.upsert(
+        "artists",
+        [{"artist_id": 2, "partition_key": evil, "name": evil, "url": None, "image_url": None}],
+        key=["artist_id"],
+    )
     assert warehouse.fetch_all("SELECT name FROM artists WHERE artist_id = 2") == [(evil,)]
 
 

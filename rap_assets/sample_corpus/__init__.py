@@ -35,12 +35,42 @@ API_BASE = "https://api.genius.com"
 # Per style: ranges the Spotify audio features are drawn from, so the catalog looks like what
 # Spotify reports for such music (trap is slow-ish and loud, party rap danceable and happy, ...).
 _STYLE_AUDIO: dict[str, dict[str, tuple[float, float]]] = {
-    "battle rap": {"danceability": (0.55, 0.75), "energy": (0.7, 0.9), "valence": (0.3, 0.5), "tempo": (88, 98)},
-    "conscious": {"danceability": (0.6, 0.75), "energy": (0.5, 0.7), "valence": (0.35, 0.6), "tempo": (84, 96)},
-    "party": {"danceability": (0.78, 0.92), "energy": (0.75, 0.95), "valence": (0.7, 0.95), "tempo": (118, 128)},
-    "storytelling": {"danceability": (0.55, 0.7), "energy": (0.45, 0.65), "valence": (0.3, 0.55), "tempo": (86, 94)},
-    "trap": {"danceability": (0.7, 0.85), "energy": (0.6, 0.8), "valence": (0.2, 0.45), "tempo": (135, 150)},
-    "introspective": {"danceability": (0.45, 0.6), "energy": (0.3, 0.5), "valence": (0.1, 0.3), "tempo": (70, 85)},
+    "battle rap": {
+        "danceability": (0.55, 0.75),
+        "energy": (0.7, 0.9),
+        "valence": (0.3, 0.5),
+        "tempo": (88, 98),
+    },
+    "conscious": {
+        "danceability": (0.6, 0.75),
+        "energy": (0.5, 0.7),
+        "valence": (0.35, 0.6),
+        "tempo": (84, 96),
+    },
+    "party": {
+        "danceability": (0.78, 0.92),
+        "energy": (0.75, 0.95),
+        "valence": (0.7, 0.95),
+        "tempo": (118, 128),
+    },
+    "storytelling": {
+        "danceability": (0.55, 0.7),
+        "energy": (0.45, 0.65),
+        "valence": (0.3, 0.55),
+        "tempo": (86, 94),
+    },
+    "trap": {
+        "danceability": (0.7, 0.85),
+        "energy": (0.6, 0.8),
+        "valence": (0.2, 0.45),
+        "tempo": (135, 150),
+    },
+    "introspective": {
+        "danceability": (0.45, 0.6),
+        "energy": (0.3, 0.5),
+        "valence": (0.1, 0.3),
+        "tempo": (70, 85),
+    },
 }
 
 
@@ -83,7 +113,9 @@ def slugify(text: str) -> str:
 def _stable_id(*parts: object, length: int = 22) -> str:
     """A deterministic base62-looking Spotify id."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return base64.b64encode(digest).decode().replace("+", "a").replace("/", "b").rstrip("=")[:length]
+    return (
+        base64.b64encode(digest).decode().replace("+", "a").replace("/", "b").rstrip("=")[:length]
+    )
 
 
 def load_sources(source_dir: Path = SOURCE_DIR) -> list[ArtistSource]:
@@ -106,7 +138,9 @@ def load_sources(source_dir: Path = SOURCE_DIR) -> list[ArtistSource]:
             )
             for index, song in enumerate(data["songs"], start=1)
         ]
-        artists.append(ArtistSource(meta["id"], meta["name"], meta["style"], meta["spotify"], songs))
+        artists.append(
+            ArtistSource(meta["id"], meta["name"], meta["style"], meta["spotify"], songs)
+        )
     return artists
 
 
@@ -130,7 +164,9 @@ def _artist_json(artist: ArtistSource) -> dict[str, Any]:
     }
 
 
-def _song_summary(artist: ArtistSource, song: SongSource, by_name: dict[str, ArtistSource]) -> dict[str, Any]:
+def _song_summary(
+    artist: ArtistSource, song: SongSource, by_name: dict[str, ArtistSource]
+) -> dict[str, Any]:
     featured = " (Ft. " + " & ".join(song.features) + ")" if song.features else ""
     title = song.title if "(Ft." in song.title else song.title + featured
     path = _song_path(artist, song)
@@ -155,7 +191,9 @@ def _song_summary(artist: ArtistSource, song: SongSource, by_name: dict[str, Art
     }
 
 
-def _song_full(artist: ArtistSource, song: SongSource, by_name: dict[str, ArtistSource]) -> dict[str, Any]:
+def _song_full(
+    artist: ArtistSource, song: SongSource, by_name: dict[str, ArtistSource]
+) -> dict[str, Any]:
     summary = _song_summary(artist, song, by_name)
     album_id = int(hashlib.sha256(song.album.encode()).hexdigest()[:6], 16)
     summary.update(
@@ -200,7 +238,7 @@ def render_song_page(artist: ArtistSource, song: SongSource) -> str:
     an ad slot between them, a "You might also like" aside and an Embed footer."""
     title = html.escape(song.title)
     head = (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"/>"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"/>'
         f"<title>{html.escape(artist.name)} – {title} Lyrics | Genius Lyrics</title>"
         f'<meta content="{html.escape(artist.name)} – {title}" property="og:title"/>'
         "</head><body><main>"
@@ -231,7 +269,10 @@ def render_song_page(artist: ArtistSource, song: SongSource) -> str:
         return head + '<div id="lyrics-root">' + header + body + "</div></main></body></html>"
 
     lines = song.lyrics.strip("\n").split("\n")
-    rendered = [_line_html(line, i, song) if not parse_header(line) else html.escape(line) for i, line in enumerate(lines)]
+    rendered = [
+        _line_html(line, i, song) if not parse_header(line) else html.escape(line)
+        for i, line in enumerate(lines)
+    ]
     # Split into containers at the second stanza break, as Genius splits around ad slots.
     breaks = [i for i, line in enumerate(lines) if line == ""]
     cut = breaks[1] if len(breaks) > 1 else len(lines)
@@ -246,7 +287,14 @@ def render_song_page(artist: ArtistSource, song: SongSource) -> str:
         + "</div>"
         for chunk in chunks
     )
-    return head + '<div id="lyrics-root">' + header + containers + footer + "</div></main></body></html>"
+    return (
+        head
+        + '<div id="lyrics-root">'
+        + header
+        + containers
+        + footer
+        + "</div></main></body></html>"
+    )
 
 
 # --- Spotify --------------------------------------------------------------------------------
@@ -318,7 +366,9 @@ def _track(
 
 def _audio_features(track: dict[str, Any], style: str, rng: random.Random) -> dict[str, Any]:
     ranges = _STYLE_AUDIO[style]
-    features = {key: round(rng.uniform(*bounds), 3) for key, bounds in ranges.items()}
+    features: dict[str, Any] = {
+        key: round(rng.uniform(*bounds), 3) for key, bounds in ranges.items()
+    }
     features.update(
         {
             "acousticness": round(rng.uniform(0.01, 0.3), 4),
@@ -394,7 +444,9 @@ def render(artists: list[ArtistSource]) -> dict[Path, str]:
         summaries = [_song_summary(artist, s, by_name) for s in artist.songs]
         files[Path(f"genius/artist_songs/{artist.artist_id}.json")] = dump(summaries)
         for song in artist.songs:
-            files[Path(f"genius/songs/{song.song_id}.json")] = dump(_song_full(artist, song, by_name))
+            files[Path(f"genius/songs/{song.song_id}.json")] = dump(
+                _song_full(artist, song, by_name)
+            )
             page = render_song_page(artist, song)
             files[Path(f"genius/pages{_song_path(artist, song)}.html")] = page + "\n"
     spotify = build_spotify(artists)

@@ -56,7 +56,9 @@ class GeniusReplayTransport(httpx.BaseTransport):
             return self._api(path, params)
         page = self.root / "pages" / (path.strip("/") + ".html")
         if page.is_file():
-            return httpx.Response(200, content=page.read_bytes(), headers={"content-type": "text/html; charset=utf-8"})
+            return httpx.Response(
+                200, content=page.read_bytes(), headers={"content-type": "text/html; charset=utf-8"}
+            )
         return httpx.Response(404, text=_NOT_FOUND_PAGE, headers={"content-type": "text/html"})
 
     def _api(self, path: str, params: dict[str, str]) -> httpx.Response:
@@ -68,7 +70,9 @@ class GeniusReplayTransport(httpx.BaseTransport):
                 for song in _load_json(self.root / "artist_songs" / f"{artist_id}.json"):
                     haystack = _fold(song["title"] + " " + song["primary_artist"]["name"])
                     if query and all(word in haystack.split() for word in query.split()):
-                        hits.append({"highlights": [], "index": "song", "type": "song", "result": song})
+                        hits.append(
+                            {"highlights": [], "index": "song", "type": "song", "result": song}
+                        )
             per_page = int(params.get("per_page", 10))
             return _api_ok({"hits": hits[:per_page]})
         if match := re.fullmatch(r"/artists/(\d+)", path):
@@ -121,7 +125,11 @@ class SpotifyReplayAdapter(BaseAdapter):
             self.requests.append(f"{request.method} {url.path}")
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path.endswith("/api/token"):
-            return _response(request, 200, {"access_token": "sample-corpus", "token_type": "Bearer", "expires_in": 3600})
+            return _response(
+                request,
+                200,
+                {"access_token": "sample-corpus", "token_type": "Bearer", "expires_in": 3600},
+            )
         path = url.path.split("/v1", 1)[-1].rstrip("/")
         tracks = {t["id"]: t for t in _load_json(self.root / "tracks.json")}
         if path == "/search":
@@ -148,14 +156,23 @@ class SpotifyReplayAdapter(BaseAdapter):
             artists = " ".join(_fold(a["name"]) for a in track["artists"]).split()
             if "track" in fields and not all(w in name for w in _fold(fields["track"]).split()):
                 return False
-            if "artist" in fields and not all(w in artists for w in _fold(fields["artist"]).split()):
+            if "artist" in fields and not all(
+                w in artists for w in _fold(fields["artist"]).split()
+            ):
                 return False
             return all(w in name + artists for w in _fold(free).split())
 
         hits = sorted((t for t in tracks if matches(t)), key=lambda t: -t["popularity"])
         limit = int(params.get("limit", 10))
         offset = int(params.get("offset", 0))
-        return {"items": hits[offset : offset + limit], "limit": limit, "offset": offset, "total": len(hits), "next": None, "previous": None}
+        return {
+            "items": hits[offset : offset + limit],
+            "limit": limit,
+            "offset": offset,
+            "total": len(hits),
+            "next": None,
+            "previous": None,
+        }
 
 
 def _response(request: requests.PreparedRequest, status: int, body: Any) -> requests.Response:
