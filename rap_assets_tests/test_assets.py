@@ -38,15 +38,15 @@ def test_artist_partition_materializes_every_stage(
     result = _materialize(instance, resources, "kilo-vance")
     assert result.success
     index = _metadata(result, "genius_song_index")
-    assert index["songs_listed"] == 11
-    assert index["rows_written"] == 11
+    assert index["songs_listed"] == 12
+    assert index["rows_written"] == 12
     assert index["rows_skipped"] == 1  # the tracklist
     assert "non-song: tracklist" in index["skipped_by_reason"]
     assert index["source"].startswith("sample corpus")
     lyrics = _metadata(result, "genius_lyrics")
-    assert lyrics["lyrics"] == 10 and lyrics["rows_failed"] == 0
+    assert lyrics["lyrics"] == 11 and lyrics["rows_failed"] == 0
     spotify = _metadata(result, "spotify_tracks")
-    assert spotify["matched"] == 10 and spotify["unmatched"] == 0
+    assert spotify["matched"] == 11 and spotify["unmatched"] == 0
     assert spotify["audio_features_available"] is True
 
     warehouse = Warehouse(database_url=database_url)
@@ -55,7 +55,7 @@ def test_artist_partition_materializes_every_stage(
                   (SELECT count(*) FROM lyric_sections), (SELECT count(*) FROM lyric_features),
                   (SELECT count(*) FROM analyses), (SELECT count(*) FROM song_embeddings)"""
     )[0]
-    assert (songs, with_lyrics, features, analyses, vectors) == (11, 10, 10, 10, 10)
+    assert (songs, with_lyrics, features, analyses, vectors) == (12, 11, 11, 11, 11)
     assert sections >= 20
     # a featured verse keeps its performer
     performers = warehouse.fetch_all(
@@ -159,7 +159,7 @@ def test_corpus_assets_and_checks(database_url: str, instance: dg.DagsterInstanc
     )
     assert result.success
     index = _metadata(result, "search_index")
-    assert index["vectors_indexed"] == 31
+    assert index["vectors_indexed"] == 32
     assert index["rebuilt"] is True
     evaluation = _metadata(result, "evaluation_metrics")
     assert evaluation["status"] == "not evaluated"

@@ -40,8 +40,8 @@ def _client(fake: FakeGenius, **overrides: object) -> GeniusClient:
 def test_pagination_follows_next_page_across_three_pages(fake: FakeGenius) -> None:
     with _client(fake) as client:
         songs = list(client.artist_songs(700001, sort="title", per_page=4))
-    assert len(songs) == 11
-    assert len({s.song_id for s in songs}) == 11
+    assert len(songs) == 12
+    assert len({s.song_id for s in songs}) == 12
     pages = [r.path for r in fake.log if "/songs?" in r.path]
     assert len(pages) == 3 and "page=3" in pages[-1]
     assert all(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in fake.log)
