@@ -22,7 +22,7 @@ from rap_assets.automation import artist_partitions, watchlist_entry
 from rap_assets.cache import Cache
 from rap_assets.embeddings import TextEmbedder, chunk_sections, pool
 from rap_assets.evaluation import EvaluationSettings, evaluate, load_dataset, persist_evaluation
-from rap_assets.features import FEATURE_VERSION, LyricFeatures, compute_features
+from rap_assets.features import FEATURE_VERSION, STORED_COLUMNS, LyricFeatures, compute_features
 from rap_assets.genius import ArtistRef, GeniusClient, GeniusSource, SongListing, skip_reason
 from rap_assets.lyrics import Section, UnreadablePage, parse_lyrics_html
 from rap_assets.matching import SongToMatch
@@ -561,7 +561,7 @@ def lyric_features(
                     "song_id": song["song_id"],
                     "feature_version": FEATURE_VERSION,
                     "content_hash": song["content_hash"],
-                    **{k: v for k, v in f.as_dict().items() if k in _FEATURE_COLUMNS},
+                    **{k: v for k, v in f.as_dict().items() if k in STORED_COLUMNS},
                     "features": Jsonb(f.as_dict()),
                     "_title": song["title"],
                 }
@@ -590,21 +590,6 @@ def lyric_features(
             feature_version=FEATURE_VERSION,
         )
     )
-
-
-_FEATURE_COLUMNS = {
-    "line_count",
-    "word_count",
-    "unique_word_ratio",
-    "avg_words_per_line",
-    "avg_syllables_per_line",
-    "rhyme_density",
-    "multisyllabic_ratio",
-    "repetition_ratio",
-    "profanity_ratio",
-    "section_count",
-    "performer_count",
-}
 
 
 @dg.asset(

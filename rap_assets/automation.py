@@ -15,7 +15,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from rap_assets.settings import watchlist_path
 
-artist_partitions = dg.DynamicPartitionsDefinition(name="artists")
+ARTISTS = "artists"
+artist_partitions = dg.DynamicPartitionsDefinition(name=ARTISTS)
 
 REFRESH_CRON_DEFAULT = "0 6 * * 1"  # Mondays 06:00: weekly, as Genius listings change slowly
 
@@ -115,14 +116,15 @@ def build_automation(
         if not fresh:
             return dg.SkipReason(f"no new artists among {len(watchlist)} on the watchlist")
         keys = [a.partition_key for a in fresh]
-        existing = set(context.instance.get_dynamic_partitions(artist_partitions.name or "artists"))
+        existing = set(context.instance.get_dynamic_partitions(ARTISTS))
+        to_add = [k for k in keys if k not in existing]
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(run_key=f"watchlist:{key}", partition_key=key) for key in keys
             ],
-            dynamic_partitions_requests=[
-                artist_partitions.build_add_request([k for k in keys if k not in existing])
-            ],
+            dynamic_partitions_requests=[artist_partitions.build_add_request(to_add)]
+            if to_add
+            else [],
             cursor=cursor,
         )
 
@@ -136,7 +138,7 @@ def build_automation(
     def weekly_artist_refresh(
         context: dg.ScheduleEvaluationContext,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        keys = context.instance.get_dynamic_partitions(artist_partitions.name or "artists")
+        keys = context.instance.get_dynamic_partitions(ARTISTS)
         if not keys:
             return dg.SkipReason("no artist partitions yet: the watchlist sensor adds them")
         stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")

@@ -50,7 +50,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     import dagster as dg
 
     _dagster_home()
-    from rap_assets.automation import artist_partitions, load_watchlist
+    from rap_assets.automation import ARTISTS, load_watchlist
     from rap_assets.definitions import defs
 
     watchlist = load_watchlist()
@@ -66,10 +66,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         keys = list(dict.fromkeys(by_name[name.strip().lower()] for name in args.artist))
     failures = 0
     with dg.DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions(artist_partitions.name or "artists"))
+        known = set(instance.get_dynamic_partitions(ARTISTS))
         missing = [k for k in keys if k not in known]
         if missing:
-            instance.add_dynamic_partitions(artist_partitions.name or "artists", missing)
+            instance.add_dynamic_partitions(ARTISTS, missing)
         artist_job = defs.resolve_job_def("artist_refresh")
         run_config = _refresh_config(artist_job, args.full_refresh)
         for index, key in enumerate(keys, start=1):

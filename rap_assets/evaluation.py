@@ -22,26 +22,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from rap_assets.analysis import RULE_BASED_MODEL, analyze_rule_based
-from rap_assets.features import LyricFeatures
+from rap_assets.features import FEATURE_NAMES, LyricFeatures
 from rap_assets.lyrics import Section
 from rap_assets.warehouse import Warehouse
 
-FEATURE_NAMES = [
-    "line_count",
-    "word_count",
-    "unique_word_ratio",
-    "avg_words_per_line",
-    "avg_syllables_per_line",
-    "rhyme_density",
-    "multisyllabic_ratio",
-    "repetition_ratio",
-    "profanity_ratio",
-    "section_count",
-    "performer_count",
-    "first_person_ratio",
-    "second_person_ratio",
-    "question_ratio",
-]
 SPOTIFY_NAMES = ["popularity", "duration_ms", "explicit"]
 
 

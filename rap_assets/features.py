@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from rap_assets.lyrics import Section
 
@@ -82,6 +82,16 @@ class LyricFeatures:
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+#: Every feature, in a fixed order (the evaluation's feature vector).
+FEATURE_NAMES: list[str] = [f.name for f in fields(LyricFeatures)]
+#: The features that also have a typed column in ``lyric_features`` (all are in its jsonb).
+STORED_COLUMNS: frozenset[str] = frozenset(FEATURE_NAMES) - {
+    "first_person_ratio",
+    "second_person_ratio",
+    "question_ratio",
+}
 
 
 def compute_features(sections: Sequence[Section]) -> LyricFeatures:

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -66,31 +67,33 @@ def _database_url(server_url: str, name: str) -> str:
     return server_url.replace("/postgres?", f"/{name}?", 1)
 
 
+@contextmanager
+def _throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A freshly created and migrated database, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(server_url, name)
+    migrate(url)
+    try:
+        yield url
+    finally:
+        close_pools()
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def database_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _database_url(pg_server_url, name)
-    migrate(url)
-    yield url
-    close_pools()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _throwaway_database(pg_server_url, "t") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def module_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _database_url(pg_server_url, name)
-    migrate(url)
-    yield url
-    close_pools()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _throwaway_database(pg_server_url, "m") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
