@@ -81,7 +81,11 @@ def _resolve_artist(warehouse: Warehouse, client: GeniusClient, partition_key: s
         raise dg.Failure(
             f"artist partition {partition_key!r} is not on the watchlist, so it cannot be resolved"
         )
-    return client.artist(entry.genius_id) if entry.genius_id else client.resolve_artist(entry.name)
+    if entry.genius_id:
+        return client.artist(entry.genius_id)
+    if entry.genius_slug:
+        return client.resolve_artist_slug(entry.genius_slug)
+    return client.resolve_artist(entry.name)
 
 
 def load_sections(conn: psycopg.Connection[Any], song_ids: list[int]) -> dict[int, list[Section]]:
@@ -94,6 +98,11 @@ def load_sections(conn: psycopg.Connection[Any], song_ids: list[int]) -> dict[in
     for song_id, header, performers, lines in rows:
         sections[song_id].append(Section(header, list(performers), list(lines)))
     return sections
+
+
+def _seen_member(song: dict[str, Any]) -> str:
+    # the state is part of the member: a song whose lyrics_state changes is unseen again
+    return f"{song['song_id']}:{song['lyrics_state']}"
 
 
 def _http_metadata(stats: dict[str, float | int | None]) -> dict[str, float | int]:
@@ -253,16 +262,33 @@ def genius_lyrics(
 ) -> dg.MaterializeResult:
     artist_id = _artist_id(warehouse, context.partition_key)
     eligible = warehouse.fetch_dicts(
-        """SELECT s.song_id, s.title, s.path, s.url, s.lyrics_state,
-                  l.fetched_lyrics_state, l.content_hash
-             FROM songs s LEFT JOIN lyrics l USING (song_id)
-            WHERE s.artist_id = %s AND s.skip_reason IS NULL
-            ORDER BY s.song_id""",
+        """SELECT song_id, title, path, url, lyrics_state FROM songs
+            WHERE artist_id = %s AND skip_reason IS NULL ORDER BY song_id""",
         (artist_id,),
     )
-    todo = [
-        s for s in eligible if config.full_refresh or s["fetched_lyrics_state"] != s["lyrics_state"]
-    ]
+    # Fast path: the cache's set of songs already stored under their current lyrics_state.
+    # It only ever vouches for rows committed to this warehouse (members are added after the
+    # commit, and the key carries the warehouse's identity); whatever it does not vouch for is
+    # checked against the warehouse, which stays the truth.
+    seen_key = cache.key("genius", "seen", warehouse.identity, artist_id)
+    seen = set() if config.full_refresh else cache.backend.smembers(seen_key)
+    unseen = [s for s in eligible if _seen_member(s) not in seen]
+    stored = {
+        row["song_id"]: row
+        for row in warehouse.fetch_dicts(
+            "SELECT song_id, fetched_lyrics_state, content_hash FROM lyrics WHERE song_id = ANY(%s)",
+            ([s["song_id"] for s in unseen],),
+        )
+    }
+    todo = []
+    for song in unseen:
+        previous = stored.get(song["song_id"], {})
+        song["content_hash"] = previous.get("content_hash")
+        if config.full_refresh or previous.get("fetched_lyrics_state") != song["lyrics_state"]:
+            todo.append(song)
+    confirmed = [_seen_member(s) for s in unseen if s not in todo]
+    if confirmed:
+        cache.backend.sadd(seen_key, *confirmed)
     timer = Timer()
     statuses: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -334,6 +360,8 @@ def genius_lyrics(
                             "first line": parsed.lines[0] if parsed.lines else "",
                         }
                     )
+            if parsed_rows:
+                cache.backend.sadd(seen_key, *(_seen_member(song) for song, _ in parsed_rows))
             if circuit_error:
                 break
         stats = client.stats.as_metadata()
@@ -351,6 +379,7 @@ def genius_lyrics(
             timer=timer,
             source=genius.mode,
             songs_eligible=len(eligible),
+            seen_set_hits=len(eligible) - len(unseen),
             songs_fetched=len(todo) - sum(failed.values()),
             lyrics=statuses["lyrics"],
             instrumental=statuses["instrumental"],

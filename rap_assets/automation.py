@@ -29,6 +29,7 @@ class WatchlistError(ValueError):
 class WatchedArtist:
     name: str
     genius_id: int | None = None
+    genius_slug: str | None = None
 
     @property
     def partition_key(self) -> str:
@@ -72,7 +73,12 @@ def load_watchlist(path: Path | None = None) -> list[WatchedArtist]:
         genius_id = entry.get("genius_id")
         if genius_id is not None and not isinstance(genius_id, int):
             raise WatchlistError(f"watchlist {path}, entry {index}: 'genius_id' must be an integer")
-        artist = WatchedArtist(entry["name"].strip(), genius_id)
+        slug = entry.get("genius_slug")
+        if slug is not None and (not isinstance(slug, str) or not slug.strip()):
+            raise WatchlistError(
+                f"watchlist {path}, entry {index}: 'genius_slug' must be a non-empty string"
+            )
+        artist = WatchedArtist(entry["name"].strip(), genius_id, slug)
         if artist.partition_key in seen:
             raise WatchlistError(
                 f"watchlist {path}, entry {index}: {artist.name!r} is listed twice"

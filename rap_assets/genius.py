@@ -225,6 +225,20 @@ class GeniusClient:
             counts[int(artist["id"])] = (seen + 1, artist)
         raise UpstreamError(SERVICE, f"no artist named {name!r} among {len(hits)} search hits")
 
+    def resolve_artist_slug(self, slug: str) -> ArtistRef:
+        """Find an artist by the slug of its genius.com URL (``/artists/Kilo-vance``): the search
+        hit whose primary artist's URL ends in that slug; exact, so namesakes cannot collide."""
+        slug = slug.strip().strip("/").rsplit("/", 1)[-1]
+        hits = self._api("/search", {"q": slug.replace("-", " "), "per_page": 20}).get("hits", [])
+        for hit in hits:
+            artist = (hit.get("result") or {}).get("primary_artist") or {}
+            url = str(artist.get("url") or "")
+            if url.lower().rstrip("/").endswith(f"/artists/{slug.lower()}"):
+                return ArtistRef(int(artist["id"]), artist["name"], url, artist.get("image_url"))
+        raise UpstreamError(
+            SERVICE, f"no artist with URL slug {slug!r} among {len(hits)} search hits"
+        )
+
     def artist_songs(
         self, artist_id: int, sort: str = "popularity", per_page: int = 50
     ) -> Iterator[SongListing]:
@@ -321,7 +335,8 @@ class GeniusSource(dg.ConfigurableResource):
             http,
             api_base_url=self.api_base_url,
             web_base_url=self.web_base_url,
-            limiter=TokenBucket(rate, capacity=max(1.0, rate)),
+            # capacity 1: requests are evenly spaced, never bursty (politeness, not throughput)
+            limiter=TokenBucket(rate, capacity=1.0),
             retry=RetryPolicy(
                 self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds
             ),

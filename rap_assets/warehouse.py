@@ -184,6 +184,11 @@ class Warehouse(dg.ConfigurableResource):
         return "embedded pgserver" if not self.database_url else redact_url(self.database_url)
 
     @property
+    def identity(self) -> str:
+        """This warehouse's random id (migration 002), for cache keys that vouch for its rows."""
+        return str(self.fetch_all("SELECT identity FROM warehouse_identity")[0][0])
+
+    @property
     def pool(self) -> ConnectionPool:
         return _pool_for(self.url, self.pool_max_size)
 

@@ -44,6 +44,9 @@ class FakeGenius:
         self.faults: deque[Fault] = deque()
         self.log: list[RequestRecord] = []
         self.page_delay = page_delay
+        #: while set, every song page after this many served pages answers 500 (an outage)
+        self.pages_fail_after: int | None = None
+        self.pages_served = 0
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -107,6 +110,17 @@ class FakeGenius:
                 host = "api.genius.com" if api else "genius.com"
                 if not api and fake.page_delay:
                     time.sleep(fake.page_delay)
+                if not api and fake.pages_fail_after is not None:
+                    with fake._lock:
+                        outage = fake.pages_served >= fake.pages_fail_after
+                        fake.pages_served += not outage
+                    if outage:
+                        self._send(
+                            500,
+                            b"<html><body>Internal Server Error</body></html>",
+                            {"Content-Type": "text/html"},
+                        )
+                        return
                 response = fake.transport.handle_request(
                     httpx.Request("GET", f"https://{host}{target}")
                 )

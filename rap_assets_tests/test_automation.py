@@ -33,6 +33,10 @@ def test_repository_watchlist_lists_the_sample_artists() -> None:
         ("artists:\n  - name: A\n  - name: a\n", "listed twice"),
         ("artists:\n  - name: A\n    genius_id: x\n", "must be an integer"),
         ("artists: [", "not valid YAML"),
+        (
+            "artists:\n  - name: A\n    genius_slug: ''\n",
+            "'genius_slug' must be a non-empty string",
+        ),
     ],
 )
 def test_bad_watchlists_get_clear_errors(tmp_path: Path, content: str, message: str) -> None:

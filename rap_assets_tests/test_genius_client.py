@@ -141,3 +141,47 @@ def test_retry_after_parses_seconds_and_dates() -> None:
     )
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+def test_rate_limit_spaces_requests(fake: FakeGenius) -> None:
+    with _client(fake, requests_per_second=5.0) as client:
+        started = time.monotonic()
+        for _ in range(11):
+            client.song(70000101)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 2.0 - 0.05  # 11 requests at 5/s with no burst: 10 gaps of 0.2 s
+    stamps = [r.at for r in fake.log]
+    for i, start in enumerate(stamps):
+        in_window = sum(1 for t in stamps[i:] if t - start < 1.0)
+        assert in_window <= 5 + 1, f"{in_window} requests within one second"
+
+
+def test_resolve_artist_by_url_slug(fake: FakeGenius) -> None:
+    with _client(fake) as client:
+        assert client.resolve_artist_slug("Kilo-vance").artist_id == 700001
+        assert (
+            client.resolve_artist_slug("https://genius.com/artists/Quiet-harbor").name
+            == "Quiet Harbor"
+        )
+        with pytest.raises(UpstreamError, match="no artist with URL slug 'Kilo'"):
+            client.resolve_artist_slug("Kilo")
+
+
+@pytest.mark.parametrize(
+    ("title", "state", "reason"),
+    [
+        ("Syllable Season (Tracklist)", "complete", "non-song: tracklist"),
+        ("Roots & Routers (Liner Notes)", "complete", "non-song: liner notes"),
+        ("Glowstick Gospel (Skit)", "complete", "non-song: skit"),
+        ("Album Credits", "complete", "non-song: album credits"),
+        ("The Interview (Interview)", "complete", "non-song: interview"),
+        ("Unreleased Demo", "unreleased", "lyrics_state=unreleased"),
+        ("Paper Cuts (Acapella)", "complete", None),
+        ("Porch Light Stories (Instrumental)", "complete", None),
+        ("Credit Where It's Due", "complete", None),
+    ],
+)
+def test_skip_reasons(title: str, state: str, reason: str | None) -> None:
+    from rap_assets.genius import skip_reason
+
+    assert skip_reason(title, state) == reason
