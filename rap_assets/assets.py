@@ -25,11 +25,11 @@ from rap_assets.evaluation import EvaluationSettings, evaluate, load_dataset, pe
 from rap_assets.features import FEATURE_VERSION, STORED_COLUMNS, LyricFeatures, compute_features
 from rap_assets.genius import ArtistRef, GeniusClient, GeniusSource, SongListing, skip_reason
 from rap_assets.lyrics import Section, UnreadablePage, parse_lyrics_html
-from rap_assets.matching import SongToMatch
+from rap_assets.matching import SongToMatch, fold
 from rap_assets.metadata import Timer, markdown_table, stage_metadata
 from rap_assets.resilience import CircuitOpenError, UpstreamError
 from rap_assets.search import HNSW_EF_CONSTRUCTION, HNSW_M, build_search_index
-from rap_assets.spotify import FeatureUnavailable, SpotifySource
+from rap_assets.spotify import FeatureUnavailable, SpotifyClient, SpotifySource
 from rap_assets.warehouse import Warehouse, batched, content_hash
 
 BATCH = 25  # rows per transaction for stages that call remote services
@@ -393,6 +393,52 @@ def genius_lyrics(
 # --- Spotify --------------------------------------------------------------------------------
 
 
+def _spotify_artist(
+    client: SpotifyClient,
+    cache: Cache,
+    spotify: SpotifySource,
+    artist_name: str,
+    tracks: list[dict[str, Any]],
+    unavailable: list[str],
+) -> dict[str, Any] | None:
+    """The partition artist's Spotify id, followers, popularity and genres, from a cached (1 h)
+    batch lookup. Fields the app may not read come back as None and are reported once."""
+    wanted = fold(artist_name)
+    spotify_id = next(
+        (
+            a["id"]
+            for t in tracks
+            for a in t.get("artists", [])
+            if fold(a.get("name", "")) == wanted
+        ),
+        None,
+    )
+    if spotify_id is None:
+        return None
+    key = cache.key("spotify", "artist", spotify_id)
+    artist = cache.get_json(key)
+    if artist is None:
+        try:
+            found = client.artists([spotify_id])
+        except FeatureUnavailable:
+            unavailable.append("artists (HTTP 403: not available to this app)")
+            return {"spotify_id": spotify_id, "followers": None, "popularity": None, "genres": None}
+        artist = found[0] if found else {}
+        cache.set_json(key, artist, ttl_seconds=spotify.artist_cache_seconds)
+    followers = (artist.get("followers") or {}).get("total")
+    popularity = artist.get("popularity")
+    if followers is None or popularity is None:
+        unavailable.append(
+            "artist followers/popularity (absent from the response: restricted for this app)"
+        )
+    return {
+        "spotify_id": spotify_id,
+        "followers": followers,
+        "popularity": popularity,
+        "genres": artist.get("genres"),
+    }
+
+
 def _confidence_histogram(confidences: list[float]) -> str:
     if not confidences:
         return "_no matches attempted_"
@@ -475,6 +521,21 @@ def spotify_tracks(
                 features = client.audio_features(track_ids)
             except FeatureUnavailable:
                 unavailable.append("audio-features (HTTP 403: not available to this app)")
+    artist_row: dict[str, Any] | None = None
+    if client and tracks and songs:
+        with timer.phase("artist"):
+            artist_row = _spotify_artist(
+                client, cache, spotify, songs[0]["artist"], list(tracks.values()), unavailable
+            )
+        if artist_row is not None:
+            with warehouse.connection() as conn:
+                conn.execute(
+                    """UPDATE artists SET spotify_id = %(spotify_id)s, spotify_followers = %(followers)s,
+                              spotify_popularity = %(popularity)s, spotify_genres = %(genres)s,
+                              spotify_updated_at = now()
+                        WHERE artist_id = %(artist_id)s""",
+                    {**artist_row, "artist_id": artist_id},
+                )
     for song_id, match in matches.items():
         track = tracks.get(match["track_id"] or "")
         af = features.get(match["track_id"] or "", {})

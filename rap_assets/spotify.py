@@ -14,6 +14,7 @@ import requests
 import spotipy
 from pydantic import Field
 from requests.adapters import HTTPAdapter
+from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyClientCredentials
 from urllib3.util.retry import Retry
 
@@ -22,6 +23,10 @@ from rap_assets.resilience import UpstreamError
 
 log = logging.getLogger(__name__)
 SERVICE = "Spotify"
+
+# spotipy logs request headers at DEBUG: the Basic credentials on token requests and the bearer
+# token on API calls. Nothing of ours needs its debug output, so it never emits it.
+logging.getLogger("spotipy").setLevel(logging.INFO)
 
 
 class FeatureUnavailable(Exception):
@@ -41,15 +46,26 @@ class SpotifyClient:
         self.calls: Counter[str] = Counter()
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        self.calls[what] += 1
-        try:
-            return fn(*args, **kwargs)
-        except spotipy.SpotifyException as exc:
-            if exc.http_status == 403:
-                raise FeatureUnavailable(what) from None
-            raise UpstreamError(SERVICE, f"HTTP {exc.http_status} on {what}") from None
-        except requests.RequestException as exc:
-            raise UpstreamError(SERVICE, f"{type(exc).__name__} on {what}") from None
+        for attempt in (1, 2):
+            self.calls[what] += 1
+            try:
+                return fn(*args, **kwargs)
+            except spotipy.SpotifyException as exc:
+                if exc.http_status == 401 and attempt == 1:
+                    # the token expired server-side before its stated expiry: fetch a new one
+                    self._forget_token()
+                    continue
+                if exc.http_status == 403:
+                    raise FeatureUnavailable(what) from None
+                raise UpstreamError(SERVICE, f"HTTP {exc.http_status} on {what}") from None
+            except requests.RequestException as exc:
+                raise UpstreamError(SERVICE, f"{type(exc).__name__} on {what}") from None
+        raise AssertionError("unreachable")
+
+    def _forget_token(self) -> None:
+        manager = self.sp.auth_manager
+        if manager is not None and isinstance(manager.cache_handler, MemoryCacheHandler):
+            manager.cache_handler.token_info = None
 
     def search_tracks(self, title: str, artist: str) -> list[dict[str, Any]]:
         """Field-filtered search first; a looser free-text query if that finds nothing."""
@@ -107,6 +123,7 @@ class SpotifySource(dg.ConfigurableResource):
         default=10, description="Search page size; 10 is the development-mode cap."
     )
     match_threshold: float = Field(default=0.75, description="Minimum confidence to store a match.")
+    artist_cache_seconds: int = Field(default=3600, description="TTL of cached artist lookups.")
 
     @property
     def uses_sample_catalog(self) -> bool:
@@ -146,6 +163,8 @@ class SpotifySource(dg.ConfigurableResource):
             client_secret=client_secret,
             requests_session=session,
             requests_timeout=self.timeout_seconds,
+            # spotipy's default cache handler writes the token to ./.cache
+            cache_handler=MemoryCacheHandler(),
         )
         auth.OAUTH_TOKEN_URL = self.auth_url
         sp = spotipy.Spotify(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 
@@ -143,6 +144,155 @@ class FakeGenius:
 
     @contextmanager
     def running(self) -> Iterator[FakeGenius]:
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class FakeSpotify:
+    """The Spotify token endpoint and Web API over real HTTP: the sample catalog, plus the
+    recorded responses in ../shared/fixtures/spotify-api for the queries and ids they cover.
+
+    Knobs: ``token_seconds`` (expires_in of issued tokens), ``revoke_tokens`` (answer 401 to every
+    token issued so far, as when a token expires server-side), ``forbidden`` (path prefixes that
+    answer 403), ``strip_artist_fields`` (omit followers/popularity), and scripted ``Fault``s.
+    """
+
+    def __init__(self, fixtures: Path | None = None) -> None:
+        from rap_assets.sample_corpus.replay import SpotifyReplayAdapter
+
+        self.adapter = SpotifyReplayAdapter()
+        self.fixtures = fixtures
+        self.faults: deque[Fault] = deque()
+        self.log: list[RequestRecord] = []
+        self.token_seconds = 3600
+        self.tokens: list[str] = []
+        self.revoked: set[str] = set()
+        self.forbidden: set[str] = set()
+        self.strip_artist_fields = False
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self.revoked.update(self.tokens)
+
+    def fail_next(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in list(self.faults):
+                if path.startswith(fault.path_prefix):
+                    self.faults.remove(fault)
+                    return fault
+        return None
+
+    def _fixture(self, path: str, query: dict[str, str]) -> bytes | None:
+        if self.fixtures is None:
+            return None
+        if path == "/v1/search" and "muse" in query.get("q", "").lower():
+            return (self.fixtures / "search-tracks.json").read_bytes()
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        import json
+        from urllib.parse import parse_qsl, urlsplit
+
+        import requests
+
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(length)
+                fake.log.append(
+                    RequestRecord("POST", self.path, dict(self.headers), time.monotonic())
+                )
+                if not self.headers.get("Authorization", "").startswith("Basic "):
+                    self._send(400, b'{"error": "invalid_client"}')
+                    return
+                with fake._lock:
+                    token = f"token-{len(fake.tokens) + 1}"
+                    fake.tokens.append(token)
+                body = {
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": fake.token_seconds,
+                }
+                self._send(200, json.dumps(body).encode())
+
+            def do_GET(self) -> None:
+                fake.log.append(
+                    RequestRecord("GET", self.path, dict(self.headers), time.monotonic())
+                )
+                url = urlsplit(self.path)
+                path = url.path.rstrip("/")
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if token not in fake.tokens or token in fake.revoked:
+                    self._send(
+                        401, b'{"error": {"status": 401, "message": "The access token expired"}}'
+                    )
+                    return
+                fault = fake._take_fault(path)
+                if fault and fault.kind == "status":
+                    self._send(
+                        fault.status, b'{"error": {"status": %d}}' % fault.status, fault.headers
+                    )
+                    return
+                if any(path.startswith(prefix) for prefix in fake.forbidden):
+                    self._send(403, b'{"error": {"status": 403, "message": "Forbidden"}}')
+                    return
+                fixture = fake._fixture(path, dict(parse_qsl(url.query)))
+                if fixture is not None:
+                    self._send(200, fixture)
+                    return
+                prepared = requests.Request("GET", f"https://api.spotify.com{self.path}").prepare()
+                response = fake.adapter.send(prepared)
+                body = response.content
+                if fake.strip_artist_fields and path == "/v1/artists":
+                    data = json.loads(body)
+                    for artist in data["artists"]:
+                        if artist:
+                            artist.pop("followers", None)
+                            artist.pop("popularity", None)
+                    body = json.dumps(data).encode()
+                self._send(response.status_code, body)
+
+        return Handler
+
+    def api_requests(self) -> list[RequestRecord]:
+        return [r for r in self.log if r.path.startswith("/v1/")]
+
+    @contextmanager
+    def running(self) -> Iterator[FakeSpotify]:
         self.thread.start()
         try:
             yield self

@@ -131,6 +131,8 @@ def test_sensor_runs_then_backfill_over_all_partitions(
     _wait("the sensor's run for neon-ricky", lambda: _succeeded(client, "neon-ricky"))
     assert len(client.runs_for_partition("kilo-vance")) == 1  # the sensor never re-requests
 
+    # everything, as the UI's "Materialize all" launches it: the partitioned assets over every
+    # partition, and the unpartitioned search index and evaluation after them
     assets = [
         "genius_song_index",
         "genius_lyrics",
@@ -138,6 +140,8 @@ def test_sensor_runs_then_backfill_over_all_partitions(
         "lyric_features",
         "lyric_analyses",
         "lyric_embeddings",
+        "search_index",
+        "evaluation_metrics",
     ]
     launched = client.graphql(
         """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
@@ -162,3 +166,7 @@ def test_sensor_runs_then_backfill_over_all_partitions(
         "SELECT a.partition_key, count(*) FROM songs s JOIN artists a USING (artist_id) GROUP BY 1 ORDER BY 1"
     )
     assert songs == [("kilo-vance", 12), ("neon-ricky", 11)]
+    indexed = Warehouse(database_url=database_url).fetch_all(
+        "SELECT vectors FROM search_index_builds"
+    )
+    assert indexed == [(21,)]
