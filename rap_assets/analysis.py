@@ -6,12 +6,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import BaseModel, Field, field_validator
 
 from rap_assets.features import LyricFeatures, words
 from rap_assets.lyrics import Section
+
+if TYPE_CHECKING:
+    from rap_assets.cache import Cache
+    from rap_assets.llm import LLMAnalyzerRuntime
 
 RULE_BASED_MODEL = "rule-based"
 RULE_BASED_VERSION = "rules-v1"
@@ -538,21 +543,85 @@ def analyze_rule_based(title: str, sections: list[Section], features: LyricFeatu
 class LyricAnalyzer(dg.ConfigurableResource):
     """Analyses lyrics into the validated ``Analysis`` schema.
 
-    The rule-based analyzer is the embedded default. Each stored row carries ``model`` and
-    ``prompt_version``, so analyses from different analyzers live side by side.
+    With ``llm_api_key`` (LLM_API_KEY) it asks an OpenAI-compatible LLM (Qwen3 on Novita AI by
+    default); without one it is the rule-based analyzer, the embedded default. Every stored row
+    carries ``model`` and ``prompt_version``, so analyses from different analyzers live side by
+    side, and a row that fell back to the rules says so in ``analyzer``.
     """
+
+    llm_api_key: str | None = Field(
+        default=None, description="LLM_API_KEY; unset: rule-based analyzer."
+    )
+    llm_base_url: str = Field(default="https://api.novita.ai/openai/v1", description="LLM_BASE_URL")
+    llm_model: str = Field(default="qwen/qwen3-4b-fp8", description="LLM_MODEL")
+    max_tokens: int = Field(default=600, description="Upper bound on the reply length.")
+    timeout_seconds: float = Field(default=60.0)
+    concurrency: int = Field(default=8, description="Requests in flight at once.")
+    requests_per_minute: float = Field(default=45.0, description="The provider's request limit.")
+    tokens_per_minute: float = Field(
+        default=60_000.0, description="Prompt + reply tokens per minute."
+    )
+    max_attempts: int = Field(default=4)
+    backoff_base_seconds: float = Field(default=1.0)
+    circuit_failure_threshold: int = Field(default=5)
+    circuit_reset_seconds: float = Field(default=60.0)
+    cache_ttl_seconds: float = Field(
+        default=24 * 3600, description="Result cache TTL in front of the warehouse."
+    )
+    price_in_per_million: float = Field(
+        default=0.03, description="USD per million prompt tokens (cost estimate)."
+    )
+    price_out_per_million: float = Field(
+        default=0.03, description="USD per million completion tokens."
+    )
+    json_mode: bool = Field(default=True, description="Ask for response_format=json_object.")
+
+    @property
+    def uses_llm(self) -> bool:
+        return bool(self.llm_api_key)
 
     @property
     def model(self) -> str:
-        return RULE_BASED_MODEL
+        return self.llm_model if self.uses_llm else RULE_BASED_MODEL
 
     @property
     def prompt_version(self) -> str:
-        return RULE_BASED_VERSION
+        from rap_assets.llm import PROMPT_VERSION
+
+        return PROMPT_VERSION if self.uses_llm else RULE_BASED_VERSION
 
     @property
     def mode(self) -> str:
-        return "rule-based"
+        return f"LLM {self.llm_model}" if self.uses_llm else "rule-based (no LLM_API_KEY)"
 
     def analyze(self, title: str, sections: list[Section], features: LyricFeatures) -> Analysis:
+        """The rule-based analysis (the LLM path runs in batches: ``runtime``)."""
         return analyze_rule_based(title, sections, features)
+
+    def runtime(self, cache: Cache) -> LLMAnalyzerRuntime:
+        from rap_assets.llm import LLMAnalyzerRuntime, LLMSettings
+        from rap_assets.resilience import RetryPolicy
+
+        settings = LLMSettings(
+            base_url=self.llm_base_url,
+            api_key=self.llm_api_key or "",
+            model=self.llm_model,
+            max_tokens=self.max_tokens,
+            timeout_seconds=self.timeout_seconds,
+            concurrency=self.concurrency,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            json_mode=self.json_mode,
+            retry=RetryPolicy(self.max_attempts, self.backoff_base_seconds, 60.0),
+            circuit_failure_threshold=self.circuit_failure_threshold,
+            circuit_reset_seconds=self.circuit_reset_seconds,
+            cache_ttl_seconds=self.cache_ttl_seconds,
+        )
+        return LLMAnalyzerRuntime(settings, cache)
+
+    def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
+        return round(
+            tokens_in / 1e6 * self.price_in_per_million
+            + tokens_out / 1e6 * self.price_out_per_million,
+            6,
+        )

@@ -24,9 +24,10 @@ from rap_assets.embeddings import TextEmbedder, chunk_sections, pool
 from rap_assets.evaluation import EvaluationSettings, evaluate, load_dataset, persist_evaluation
 from rap_assets.features import FEATURE_VERSION, STORED_COLUMNS, LyricFeatures, compute_features
 from rap_assets.genius import ArtistRef, GeniusClient, GeniusSource, SongListing, skip_reason
+from rap_assets.llm import Outcome, SongForAnalysis
 from rap_assets.lyrics import Section, UnreadablePage, parse_lyrics_html
 from rap_assets.matching import SongToMatch, fold
-from rap_assets.metadata import Timer, markdown_table, stage_metadata
+from rap_assets.metadata import Timer, breakdown, markdown_table, stage_metadata
 from rap_assets.resilience import CircuitOpenError, UpstreamError
 from rap_assets.search import HNSW_EF_CONSTRUCTION, HNSW_M, build_search_index
 from rap_assets.spotify import FeatureUnavailable, SpotifyClient, SpotifySource
@@ -698,67 +699,124 @@ def lyric_analyses(
     config: RefreshConfig,
     warehouse: Warehouse,
     analyzer: LyricAnalyzer,
+    cache: Cache,
 ) -> dg.MaterializeResult:
     artist_id = _artist_id(warehouse, context.partition_key)
     timer = Timer()
     candidates = warehouse.fetch_dicts(
-        """SELECT l.song_id, s.title, l.content_hash, f.features, a.content_hash AS done_hash
-             FROM lyrics l JOIN songs s USING (song_id)
+        """SELECT l.song_id, s.title, ar.name AS artist, l.text, l.content_hash, f.features,
+                  a.content_hash AS done_hash, a.analyzer AS done_by
+             FROM lyrics l JOIN songs s USING (song_id) JOIN artists ar USING (artist_id)
              JOIN lyric_features f USING (song_id)
              LEFT JOIN analyses a ON a.song_id = l.song_id AND a.model = %s AND a.prompt_version = %s
             WHERE s.artist_id = %s AND l.status = 'lyrics' ORDER BY l.song_id""",
         (analyzer.model, analyzer.prompt_version, artist_id),
     )
-    todo = [c for c in candidates if config.full_refresh or c["done_hash"] != c["content_hash"]]
+    # A row that fell back to the rules never got the LLM analysis it is filed under: retry it.
+    todo = [
+        c
+        for c in candidates
+        if config.full_refresh
+        or c["done_hash"] != c["content_hash"]
+        or (analyzer.uses_llm and str(c["done_by"]).startswith("rule-based (fallback"))
+    ]
     with warehouse.connection() as conn:
         sections = load_sections(conn, [c["song_id"] for c in todo])
-    rows: list[dict[str, Any]] = []
-    failed: Counter[str] = Counter()
-    preview: list[dict[str, Any]] = []
-    latencies: list[float] = []
+    songs = [
+        SongForAnalysis(
+            song_id=c["song_id"],
+            title=c["title"],
+            artist=c["artist"],
+            content_hash=c["content_hash"],
+            lyrics=c["text"],
+            sections=sections[c["song_id"]],
+            features=LyricFeatures(**c["features"]),
+        )
+        for c in todo
+    ]
+    llm_stats = None
     with timer.phase("analyze"):
-        for song in todo:
-            started = time.perf_counter()
-            try:
-                analysis = analyzer.analyze(
-                    song["title"], sections[song["song_id"]], LyricFeatures(**song["features"])
+        if analyzer.uses_llm and songs:
+            runtime = analyzer.runtime(cache)
+            outcomes = runtime.run(songs)
+            llm_stats = runtime.stats
+        else:
+            outcomes = []
+            for song in songs:
+                started = time.perf_counter()
+                analysis = analyzer.analyze(song.title, song.sections, song.features)
+                latency = (time.perf_counter() - started) * 1000
+                outcomes.append(
+                    Outcome(song.song_id, analysis, analyzer.mode, "rules", latency_ms=latency)
                 )
-            except ValueError as exc:
-                failed[f"invalid analysis: {type(exc).__name__}"] += 1
-                continue
-            latencies.append((time.perf_counter() - started) * 1000)
-            row = analysis.model_dump(mode="json")
-            rows.append(
-                {
-                    "song_id": song["song_id"],
-                    "model": analyzer.model,
-                    "prompt_version": analyzer.prompt_version,
-                    "analyzer": analyzer.mode,
-                    "content_hash": song["content_hash"],
-                    **row,
-                    "latency_ms": latencies[-1],
-                }
-            )
-            preview.append(
-                {
-                    "title": song["title"],
-                    "mood": row["mood"],
-                    "themes": ", ".join(row["themes"][:3]),
-                    "quality": row["quality"],
-                }
-            )
+    titles = {song.song_id: song.title for song in songs}
+    hashes = {song.song_id: song.content_hash for song in songs}
+    rows = [
+        {
+            "song_id": o.song_id,
+            "model": analyzer.model,
+            "prompt_version": analyzer.prompt_version,
+            "analyzer": o.analyzer,
+            "content_hash": hashes[o.song_id],
+            **o.analysis.model_dump(mode="json"),
+            "tokens_in": o.tokens_in or None,
+            "tokens_out": o.tokens_out or None,
+            "latency_ms": o.latency_ms,
+        }
+        for o in outcomes
+    ]
     with timer.phase("write"):
         written = warehouse.upsert("analyses", rows, key=["song_id", "model", "prompt_version"])
+    preview = [
+        {
+            "title": titles[r["song_id"]],
+            "mood": r["mood"],
+            "themes": ", ".join(r["themes"][:3]),
+            "quality": r["quality"],
+            "analyzer": r["analyzer"],
+        }
+        for r in rows
+    ]
+    sources = Counter(o.source for o in outcomes)
+    extra: dict[str, Any] = {}
+    if llm_stats is not None:
+        latencies = sorted(llm_stats.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return (
+                round(latencies[min(len(latencies) - 1, round(q * (len(latencies) - 1)))], 1)
+                if latencies
+                else None
+            )
+
+        extra = {
+            "tokens_in": llm_stats.tokens_in,
+            "tokens_out": llm_stats.tokens_out,
+            "estimated_cost_usd": dg.MetadataValue.float(
+                analyzer.cost_usd(llm_stats.tokens_in, llm_stats.tokens_out)
+            ),
+            "llm_requests": llm_stats.requests,
+            "llm_retries": llm_stats.retries,
+            "repairs": llm_stats.repairs,
+            "fallback_by_reason": dg.MetadataValue.md(breakdown(llm_stats.fallbacks)),
+        }
+        if latencies:
+            extra["latency_p50_ms"] = pct(0.5)
+            extra["latency_p95_ms"] = pct(0.95)
     return dg.MaterializeResult(
         metadata=stage_metadata(
             written=written,
             unchanged=len(candidates) - len(todo),
-            failed=failed,
-            preview=markdown_table(preview, ["title", "mood", "themes", "quality"]),
+            preview=markdown_table(preview, ["title", "mood", "themes", "quality", "analyzer"]),
             timer=timer,
             analyzer=analyzer.mode,
             model=analyzer.model,
             prompt_version=analyzer.prompt_version,
+            analyzed=sources["llm"] + sources["rules"],
+            from_cache=sources["cache"],
+            from_warehouse=len(candidates) - len(todo),
+            fallback=sources["fallback"],
+            **extra,
         )
     )
 

@@ -46,7 +46,11 @@ def build_resources() -> dict[str, object]:
             api_base_url=env_or("SPOTIFY_API_BASE_URL", "https://api.spotify.com"),
             auth_url=env_or("SPOTIFY_AUTH_URL", "https://accounts.spotify.com/api/token"),
         ),
-        "analyzer": LyricAnalyzer(),
+        "analyzer": LyricAnalyzer(
+            llm_api_key=optional_env("LLM_API_KEY"),
+            llm_base_url=env_or("LLM_BASE_URL", "https://api.novita.ai/openai/v1"),
+            llm_model=env_or("LLM_MODEL", "qwen/qwen3-4b-fp8"),
+        ),
         "embedder": TextEmbedder(),
         "search": RapSearch(database_url=database_url),
     }

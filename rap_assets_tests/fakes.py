@@ -299,3 +299,156 @@ class FakeSpotify:
         finally:
             self.server.shutdown()
             self.server.server_close()
+
+
+@dataclass
+class Scripted:
+    """One scripted answer of the fake LLM: a reply text, an HTTP error, a delay, a drop."""
+
+    content: str | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible ``/v1/chat/completions`` with usage counts, an optional delay, an
+    optional requests-per-minute limit it enforces with 429s, and scripted answers.
+
+    Unscripted requests get a valid analysis computed from the lyrics in the prompt: the
+    rule-based analysis with a quality judged a little differently, as a second opinion would be.
+    """
+
+    def __init__(self, delay: float = 0.0, rpm_limit: int | None = None) -> None:
+        self.delay = delay
+        self.rpm_limit = rpm_limit
+        self.script: deque[Scripted] = deque()
+        self.log: list[RequestRecord] = []
+        self.bodies: list[dict[str, object]] = []
+        self.rejected = 0
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 64
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def then(self, *answers: Scripted) -> None:
+        with self._lock:
+            self.script.extend(answers)
+
+    def completions(self) -> list[RequestRecord]:
+        return [r for r in self.log if r.path.endswith("/chat/completions")]
+
+    @staticmethod
+    def default_reply(user_message: str) -> str:
+        import json
+
+        from rap_assets.analysis import analyze_rule_based
+        from rap_assets.features import compute_features
+        from rap_assets.lyrics import lyrics_from_text
+
+        title = user_message.split("\n", 1)[0].removeprefix("Song: ")
+        lyrics = (
+            user_message.split("Lyrics", 1)[1].split(":\n", 1)[1]
+            if "Lyrics" in user_message
+            else ""
+        )
+        parsed = lyrics_from_text(lyrics)
+        features = compute_features(parsed.sections)
+        analysis = analyze_rule_based(title, parsed.sections, features).model_dump(mode="json")
+        # a second opinion: rewards lexical variety and storytelling more than the rules do
+        opinion = 2 + 8 * features.unique_word_ratio * 0.8 + analysis["storytelling"] * 0.25
+        analysis["quality"] = round(max(1.0, min(10.0, opinion)), 2)
+        analysis["summary"] = f"A {analysis['mood']} song about {analysis['themes'][0]}."
+        return json.dumps(analysis)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        import json
+
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(
+                self, status: int, body: dict[str, object], headers: dict[str, str] | None = None
+            ) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = json.loads(
+                    self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"
+                )
+                now = time.monotonic()
+                with fake._lock:
+                    fake.log.append(RequestRecord("POST", self.path, dict(self.headers), now))
+                    fake.bodies.append(body)
+                    answer = fake.script.popleft() if fake.script else Scripted()
+                    if fake.rpm_limit is not None:
+                        recent = [r for r in fake.completions() if now - r.at < 60.0]
+                        if len(recent) > fake.rpm_limit:
+                            fake.rejected += 1
+                            answer = Scripted(status=429, headers={"Retry-After": "1"})
+                if answer.drop:
+                    self.connection.close()
+                    return
+                time.sleep(answer.delay or fake.delay)
+                if answer.status is not None:
+                    self._send(
+                        answer.status,
+                        {"error": {"message": f"scripted {answer.status}", "type": "error"}},
+                        answer.headers,
+                    )
+                    return
+                messages = body.get("messages", [])
+                user = next((m["content"] for m in messages if m.get("role") == "user"), "")
+                content = answer.content if answer.content is not None else fake.default_reply(user)
+                prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(fake.log)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", ""),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": content},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": len(content) // 4,
+                            "total_tokens": prompt_tokens + len(content) // 4,
+                        },
+                    },
+                )
+
+        return Handler
+
+    @contextmanager
+    def running(self) -> Iterator[FakeOpenAI]:
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
