@@ -74,7 +74,7 @@ def run(
         "fallbacks": sum(o.source == "fallback" for o in outcomes),
         "requests": len(stamps),
         "server_429s": fake.rejected,
-        "retries_after_429": runtime.stats.retries,
+        "retries": runtime.stats.retries,  # any retried request (429, 5xx, timeout, connection)
         # sustained rate between the first and last request, as the provider would count it
         "requests_per_minute": round((len(stamps) - 1) / span * 60, 2) if span else None,
         "analyses_per_second": round(n / elapsed, 2),

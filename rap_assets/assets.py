@@ -21,7 +21,16 @@ from rap_assets.analysis import LyricAnalyzer
 from rap_assets.automation import artist_partitions, watchlist_entry
 from rap_assets.cache import Cache
 from rap_assets.embeddings import TextEmbedder, chunk_sections, pool
-from rap_assets.evaluation import EvaluationSettings, evaluate, load_dataset, persist_evaluation
+from rap_assets.evaluation import (
+    EvaluationSettings,
+    evaluate,
+    load_dataset,
+    load_model,
+    load_unlabelled,
+    persist_evaluation,
+    predict,
+    save_model,
+)
 from rap_assets.features import FEATURE_VERSION, STORED_COLUMNS, LyricFeatures, compute_features
 from rap_assets.genius import ArtistRef, GeniusClient, GeniusSource, SongListing, skip_reason
 from rap_assets.llm import Outcome, SongForAnalysis
@@ -954,18 +963,78 @@ class EvaluationConfig(dg.Config):
     test_fraction: float = 0.25
     min_labelled: int = 30
     """Fewer LLM-labelled songs than this: no metrics are computed, and the metadata says so."""
+    bootstrap_rounds: int = 1000
 
 
 @dg.asset(
-    deps=[lyric_analyses, lyric_embeddings],
+    deps=[lyric_analyses, lyric_embeddings, spotify_tracks],
+    group_name="evaluate",
+    kinds={"postgres"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "The labelled dataset: every song with a quality label from an LLM analyzer (rows the "
+        "rule-based analyzer wrote, or fell back to, never count), with its artist and the "
+        "rule-based score it is compared against. Replaced whole when it changes."
+    ),
+)
+def evaluation_dataset(warehouse: Warehouse, embedder: TextEmbedder) -> dg.MaterializeResult:
+    dataset = load_dataset(warehouse, embedder.model_name)
+    digest = dataset.hash()
+    previous = warehouse.fetch_all("SELECT DISTINCT dataset_hash FROM evaluation_dataset")
+    excluded = warehouse.fetch_all(
+        "SELECT count(*) FROM analyses WHERE model <> 'rule-based' AND analyzer LIKE 'rule-based%%'"
+    )[0][0]
+    written = 0
+    if previous != [(digest,)] and (previous or dataset.n_labelled):
+        with warehouse.connection() as conn:
+            conn.execute("DELETE FROM evaluation_dataset")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO evaluation_dataset (song_id, artist_id, label, label_model, rule_score, dataset_hash) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            int(sid),
+                            int(group),
+                            float(label),
+                            dataset.label_source,
+                            float(rule),
+                            digest,
+                        )
+                        for sid, group, label, rule in zip(
+                            dataset.song_ids,
+                            dataset.groups,
+                            dataset.labels,
+                            dataset.rule_scores,
+                            strict=True,
+                        )
+                    ],
+                )
+        written = dataset.n_labelled
+    return dg.MaterializeResult(
+        metadata={
+            "labelled_songs": dg.MetadataValue.int(dataset.n_labelled),
+            "artists": dg.MetadataValue.int(len(set(dataset.groups.tolist()))),
+            "label_source": dataset.label_source,
+            "fallback_rows_excluded": dg.MetadataValue.int(int(excluded)),
+            "dataset_hash": digest,
+            "rows_written": dg.MetadataValue.int(written),
+            "rows_unchanged": dg.MetadataValue.int(0 if written else dataset.n_labelled),
+        }
+    )
+
+
+@dg.asset(
+    deps=[evaluation_dataset],
     group_name="evaluate",
     kinds={"postgres", "scikitlearn"},
     automation_condition=dg.AutomationCondition.eager(),
     description=(
-        "Can a cheap model predict the LLM's quality score from lyric features and embeddings? A "
-        "ridge model is trained on a seeded, artist-grouped split and compared on the held-out "
-        "songs with the rule-based score and a random baseline (MAE, RMSE). Labels from the "
-        "rule-based analyzer never count: it is one of the baselines."
+        "Can a cheap model predict the LLM's quality score from lyric features and embeddings? "
+        "Ridge (features + embeddings) and gradient boosting (features) are tuned by grouped "
+        "cross-validation on a seeded, artist-grouped train split and compared on held-out "
+        "artists with the rule-based score, the train mean and a uniform random guess: MAE, "
+        "RMSE and Spearman with bootstrap 95% intervals. The best learned model is saved."
     ),
 )
 def evaluation_metrics(
@@ -976,7 +1045,10 @@ def evaluation_metrics(
 ) -> dg.MaterializeResult:
     dataset = load_dataset(warehouse, embedder.model_name)
     settings = EvaluationSettings(
-        seed=config.seed, test_fraction=config.test_fraction, min_labelled=config.min_labelled
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+        min_labelled=config.min_labelled,
+        bootstrap_rounds=config.bootstrap_rounds,
     )
     result = evaluate(dataset, settings)
     if result.skipped_reason:
@@ -992,20 +1064,97 @@ def evaluation_metrics(
         )
     run_id = context.run_id
     persist_evaluation(warehouse, run_id, result)
+    best = result.best_learned
+    assert best is not None
+    version = save_model(warehouse, run_id, result, best.name, embedder.model_name)
     metadata: dict[str, Any] = {
         "status": "evaluated",
         "run_id": run_id,
         "dataset_hash": result.dataset_hash,
         "label_source": result.label_source,
+        "split": f"train {result.n_train} songs / {result.n_train_artists} artists, "
+        f"test {result.n_test} songs / {result.n_test_artists} artists (seed {result.seed})",
         "n_train": dg.MetadataValue.int(result.n_train),
         "n_test": dg.MetadataValue.int(result.n_test),
         "metrics": dg.MetadataValue.md(result.markdown()),
+        "best_model": best.name,
+        "saved_model_version": version,
         "rows_written": dg.MetadataValue.int(len(result.models)),
     }
     for model in result.models:
         metadata[f"{model.name}_mae"] = dg.MetadataValue.float(model.mae)
         metadata[f"{model.name}_rmse"] = dg.MetadataValue.float(model.rmse)
+        if model.spearman is not None:
+            metadata[f"{model.name}_spearman"] = dg.MetadataValue.float(model.spearman)
+    if best.improvement_vs_rule_based_pct is not None:
+        metadata["best_mae_improvement_vs_rule_based_pct"] = dg.MetadataValue.float(
+            best.improvement_vs_rule_based_pct
+        )
     return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    deps=[evaluation_metrics],
+    group_name="evaluate",
+    kinds={"postgres", "scikitlearn"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "Quality scores for songs without an LLM analysis, from the latest saved model; every "
+        "row is marked predicted, so it is never mistaken for an analysis."
+    ),
+)
+def predicted_quality(warehouse: Warehouse, embedder: TextEmbedder) -> dg.MaterializeResult:
+    latest = warehouse.fetch_all(
+        "SELECT version, model_name FROM quality_models WHERE embedding_model = %s ORDER BY created_at DESC LIMIT 1",
+        (embedder.model_name,),
+    )
+    if not latest:
+        return dg.MaterializeResult(
+            metadata={
+                "status": "no trained model yet: evaluation_metrics saves one once enough songs are LLM-labelled",
+                "rows_written": dg.MetadataValue.int(0),
+            }
+        )
+    version, name = latest[0]
+    songs = load_unlabelled(warehouse, embedder.model_name)
+    done = dict(
+        warehouse.fetch_all(
+            "SELECT song_id, model_version || ':' || content_hash FROM quality_predictions"
+        )
+    )
+    todo = [
+        i
+        for i, sid in enumerate(songs.song_ids)
+        if done.get(sid) != f"{version}:{songs.content_hashes[i]}"
+    ]
+    rows: list[dict[str, Any]] = []
+    if todo:
+        scores = predict(
+            load_model(warehouse, version), songs.features[todo], songs.embeddings[todo]
+        )
+        rows = [
+            {
+                "song_id": songs.song_ids[i],
+                "model_version": version,
+                "score": round(float(score), 3),
+                "predicted": True,
+                "content_hash": songs.content_hashes[i],
+            }
+            for i, score in zip(todo, scores, strict=True)
+        ]
+    written = warehouse.upsert("quality_predictions", rows, key=["song_id"])
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "model": name,
+            "songs_without_llm_analysis": dg.MetadataValue.int(len(songs.song_ids)),
+            "rows_written": dg.MetadataValue.int(written),
+            "rows_unchanged": dg.MetadataValue.int(len(songs.song_ids) - written),
+            "preview": dg.MetadataValue.md(
+                markdown_table(rows, ["song_id", "score", "model_version"])
+            ),
+        }
+    )
 
 
 ARTIST_ASSETS = [
@@ -1016,4 +1165,6 @@ ARTIST_ASSETS = [
     lyric_analyses,
     lyric_embeddings,
 ]
-CORPUS_ASSETS = [search_index, evaluation_metrics]
+CORPUS_ASSETS = [search_index, evaluation_dataset, evaluation_metrics, predicted_quality]
+#: The assets whose config takes ``full_refresh`` (``rap-assets materialize --full-refresh``).
+REFRESHABLE_ASSETS = [*ARTIST_ASSETS, search_index]

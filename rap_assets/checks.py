@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from rap_assets.assets import genius_lyrics, lyric_embeddings, search_index, spotify_tracks
+from rap_assets.assets import (
+    evaluation_metrics,
+    genius_lyrics,
+    lyric_embeddings,
+    search_index,
+    spotify_tracks,
+)
 from rap_assets.embeddings import TextEmbedder
 from rap_assets.search import index_name_for
 from rap_assets.warehouse import Warehouse
@@ -97,7 +103,37 @@ def search_index_covers_all_vectors(
     )
 
 
+@dg.asset_check(
+    asset=evaluation_metrics,
+    description="The best learned model beats the rule-based baseline on held-out MAE (warns otherwise).",
+)
+def learned_model_beats_rule_based(warehouse: Warehouse) -> dg.AssetCheckResult:
+    rows = warehouse.fetch_all(
+        """SELECT model_name, mae FROM evaluation_runs
+            WHERE run_id = (SELECT run_id FROM evaluation_runs ORDER BY evaluated_at DESC LIMIT 1)"""
+    )
+    maes = dict(rows)
+    learned = {name: mae for name, mae in maes.items() if name in ("ridge", "gradient-boosting")}
+    if not learned or "rule-based" not in maes:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"status": "not evaluated: no learned model to compare yet"},
+        )
+    best = min(learned, key=learned.__getitem__)
+    return dg.AssetCheckResult(
+        passed=learned[best] < maes["rule-based"],
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "best_model": best,
+            "best_mae": learned[best],
+            "rule_based_mae": maes["rule-based"],
+        },
+    )
+
+
 ALL_CHECKS = [
+    learned_model_beats_rule_based,
     lyrics_have_no_page_chrome,
     spotify_matches_are_consistent,
     every_song_is_embedded,

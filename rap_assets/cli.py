@@ -102,17 +102,15 @@ def _refresh_config(job: object, full_refresh: bool) -> dict[str, object]:
     quiet: dict[str, object] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if not full_refresh:
         return quiet
-    from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS
+    from rap_assets.assets import REFRESHABLE_ASSETS
 
-    ops = {}
-    for asset in [*ARTIST_ASSETS, *CORPUS_ASSETS]:
-        if (
-            asset.op.config_schema is not None
-            and asset.key.to_user_string() != "evaluation_metrics"
-        ):
-            ops[asset.op.name] = {"config": {"full_refresh": True}}
     selected = {n.name for n in job.graph.node_defs}  # type: ignore[attr-defined]
-    return {**quiet, "ops": {name: cfg for name, cfg in ops.items() if name in selected}}
+    ops = {
+        a.op.name: {"config": {"full_refresh": True}}
+        for a in REFRESHABLE_ASSETS
+        if a.op.name in selected
+    }
+    return {**quiet, "ops": ops}
 
 
 def _summary(result: object, started: float) -> str:

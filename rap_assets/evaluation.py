@@ -9,12 +9,16 @@ seeded and grouped by artist, so no artist is in both train and test.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import joblib
 import numpy as np
 from psycopg.types.json import Jsonb
+from scipy.stats import spearmanr
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit
@@ -27,6 +31,14 @@ from rap_assets.lyrics import Section
 from rap_assets.warehouse import Warehouse
 
 SPOTIFY_NAMES = ["popularity", "duration_ms", "explicit"]
+
+
+def feature_row(
+    features: dict[str, Any], popularity: Any, duration_ms: Any, explicit: Any
+) -> list[float]:
+    """The model's numeric inputs: every lyric feature, then the Spotify fields (0 when absent)."""
+    spotify = [float(popularity or 0), float(duration_ms or 0) / 60000.0, float(bool(explicit))]
+    return [float(features[name]) for name in FEATURE_NAMES] + spotify
 
 
 @dataclass
@@ -55,6 +67,7 @@ class EvaluationSettings:
     seed: int = 7
     test_fraction: float = 0.25
     min_labelled: int = 30
+    bootstrap_rounds: int = 1000
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,13 @@ class ModelScore:
     name: str
     mae: float
     rmse: float
+    spearman: float | None = None
+    mae_ci: tuple[float, float] | None = None
+    rmse_ci: tuple[float, float] | None = None
+    spearman_ci: tuple[float, float] | None = None
+    improvement_vs_rule_based_pct: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    learned: bool = False
 
 
 @dataclass
@@ -70,17 +89,41 @@ class EvaluationResult:
     models: list[ModelScore] = field(default_factory=list)
     n_train: int = 0
     n_test: int = 0
+    n_train_artists: int = 0
+    n_test_artists: int = 0
     dataset_hash: str = ""
     label_source: str = ""
+    seed: int = 0
     skipped_reason: str | None = None
+    fitted: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def markdown(self) -> str:
-        rows = ["| model | MAE | RMSE |", "|---|---|---|"]
-        rows += [f"| {m.name} | {m.mae:.3f} | {m.rmse:.3f} |" for m in self.models]
+        def ci(pair: tuple[float, float] | None) -> str:
+            return f" ({pair[0]:.2f}–{pair[1]:.2f})" if pair else ""
+
+        rows = [
+            "| model | MAE (95% CI) | RMSE (95% CI) | Spearman (95% CI) | MAE vs rule-based |",
+            "|---|---|---|---|---|",
+        ]
+        for m in self.models:
+            spearman = "–" if m.spearman is None else f"{m.spearman:.3f}{ci(m.spearman_ci)}"
+            gain = (
+                "–"
+                if m.improvement_vs_rule_based_pct is None
+                else f"{m.improvement_vs_rule_based_pct:+.1f}%"
+            )
+            rows.append(
+                f"| {m.name} | {m.mae:.3f}{ci(m.mae_ci)} | {m.rmse:.3f}{ci(m.rmse_ci)} | {spearman} | {gain} |"
+            )
         return "\n".join(rows)
 
     def by_name(self, name: str) -> ModelScore:
         return next(m for m in self.models if m.name == name)
+
+    @property
+    def best_learned(self) -> ModelScore | None:
+        learned = [m for m in self.models if m.learned]
+        return min(learned, key=lambda m: m.mae) if learned else None
 
 
 def load_dataset(warehouse: Warehouse, embedding_model: str) -> Dataset:
@@ -122,8 +165,7 @@ def load_dataset(warehouse: Warehouse, embedding_model: str) -> Dataset:
         explicit,
     ) in rows:
         lyric = LyricFeatures(**feats)
-        spotify = [float(popularity or 0), float(duration or 0) / 60000.0, float(bool(explicit))]
-        features.append([float(feats[name]) for name in FEATURE_NAMES] + spotify)
+        features.append(feature_row(feats, popularity, duration, explicit))
         embeddings.append(np.asarray(embedding.to_numpy(), dtype=np.float32))
         labels.append(float(quality))
         rule_scores.append(analyze_rule_based(title, sections[song_id], lyric).quality)
@@ -143,12 +185,57 @@ def load_dataset(warehouse: Warehouse, embedding_model: str) -> Dataset:
     )
 
 
-def _scores(name: str, truth: np.ndarray, predicted: np.ndarray, **params: Any) -> ModelScore:
+def _spearman(truth: np.ndarray, predicted: np.ndarray) -> float | None:
+    if np.ptp(truth) == 0 or np.ptp(predicted) == 0:
+        return None  # undefined for a constant (the mean baseline)
+    return float(spearmanr(truth, predicted).statistic)
+
+
+def _bootstrap(
+    truth: np.ndarray, predicted: np.ndarray, rng: np.random.Generator, rounds: int
+) -> dict[str, tuple[float, float] | None]:
+    """Percentile 95% intervals over test songs resampled with replacement."""
+    maes, rmses, rhos = [], [], []
+    for _ in range(rounds):
+        idx = rng.integers(0, len(truth), len(truth))
+        t, p = truth[idx], predicted[idx]
+        maes.append(mean_absolute_error(t, p))
+        rmses.append(np.sqrt(mean_squared_error(t, p)))
+        rho = _spearman(t, p)
+        if rho is not None and not np.isnan(rho):
+            rhos.append(rho)
+
+    def interval(values: list[float]) -> tuple[float, float] | None:
+        if len(values) < rounds // 2:
+            return None
+        low, high = np.percentile(values, [2.5, 97.5])
+        return float(low), float(high)
+
+    return {"mae": interval(maes), "rmse": interval(rmses), "spearman": interval(rhos)}
+
+
+def _scores(
+    name: str,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    settings: EvaluationSettings,
+    *,
+    learned: bool = False,
+    **params: Any,
+) -> ModelScore:
+    # one bootstrap stream per model, from the seed and the name: reproducible and independent
+    rng = np.random.default_rng([settings.seed, *name.encode()])
+    intervals = _bootstrap(truth, predicted, rng, settings.bootstrap_rounds)
     return ModelScore(
         name=name,
         mae=float(mean_absolute_error(truth, predicted)),
         rmse=float(np.sqrt(mean_squared_error(truth, predicted))),
+        spearman=_spearman(truth, predicted),
+        mae_ci=intervals["mae"],
+        rmse_ci=intervals["rmse"],
+        spearman_ci=intervals["spearman"],
         params=params,
+        learned=learned,
     )
 
 
@@ -174,38 +261,64 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings) -> EvaluationResult
     train, test = next(splitter.split(dataset.features, dataset.labels, dataset.groups))
     y_train, y_test = dataset.labels[train], dataset.labels[test]
     x_all = np.hstack([dataset.features, dataset.embeddings])
+    train_groups = dataset.groups[train]
+    # hyper-parameters are chosen by grouped cross-validation on the train split only
+    cv = GroupKFold(n_splits=min(5, len(set(train_groups.tolist()))))
 
     rng = np.random.default_rng(settings.seed)
     models = [
-        _scores("random", y_test, rng.uniform(1, 10, size=len(test))),
-        _scores("mean", y_test, np.full(len(test), y_train.mean())),
-        _scores("rule-based", y_test, dataset.rule_scores[test]),
+        _scores("random", y_test, rng.uniform(1, 10, size=len(test)), settings),
+        _scores("mean", y_test, np.full(len(test), y_train.mean()), settings),
+        _scores("rule-based", y_test, dataset.rule_scores[test], settings),
     ]
-    train_groups = dataset.groups[train]
-    folds = min(5, len(set(train_groups.tolist())))
-    search = GridSearchCV(
-        make_pipeline(StandardScaler(), Ridge()),
-        {"ridge__alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]},
-        cv=GroupKFold(n_splits=folds),
-        scoring="neg_mean_absolute_error",
-    )
-    search.fit(x_all[train], y_train, groups=train_groups)
-    predicted = np.clip(search.predict(x_all[test]), 1, 10)
-    models.append(
-        _scores(
-            "ridge", y_test, predicted, alpha=search.best_params_["ridge__alpha"], cv_folds=folds
+    fitted: dict[str, Any] = {}
+    candidates: list[tuple[str, Any, dict[str, list[Any]], np.ndarray]] = [
+        (
+            "ridge",
+            make_pipeline(StandardScaler(), Ridge()),
+            {"ridge__alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]},
+            x_all,
+        ),
+        (
+            "gradient-boosting",
+            HistGradientBoostingRegressor(random_state=settings.seed, max_iter=200),
+            {"max_depth": [2, 3, None], "learning_rate": [0.03, 0.1]},
+            dataset.features,
+        ),
+    ]
+    for name, estimator, grid, x in candidates:
+        search = GridSearchCV(estimator, grid, cv=cv, scoring="neg_mean_absolute_error")
+        search.fit(x[train], y_train, groups=train_groups)
+        predicted = np.clip(search.predict(x[test]), 1, 10)
+        models.append(
+            _scores(name, y_test, predicted, settings, learned=True, **search.best_params_)
         )
-    )
+        fitted[name] = search.best_estimator_
+    rule_mae = next(m.mae for m in models if m.name == "rule-based")
+    models = [
+        replace(
+            m,
+            improvement_vs_rule_based_pct=(rule_mae - m.mae) / rule_mae * 100 if rule_mae else None,
+        )
+        for m in models
+    ]
     return EvaluationResult(
         models=models,
         n_train=len(train),
         n_test=len(test),
+        n_train_artists=len(set(train_groups.tolist())),
+        n_test_artists=len(set(dataset.groups[test].tolist())),
         dataset_hash=dataset.hash(),
         label_source=dataset.label_source,
+        seed=settings.seed,
+        fitted=fitted,
     )
 
 
 def persist_evaluation(warehouse: Warehouse, run_id: str, result: EvaluationResult) -> int:
+    def ci(pair: tuple[float, float] | None, i: int) -> float | None:
+        return pair[i] if pair else None
+
     rows = [
         {
             "run_id": run_id,
@@ -216,8 +329,96 @@ def persist_evaluation(warehouse: Warehouse, run_id: str, result: EvaluationResu
             "n_test": result.n_test,
             "mae": m.mae,
             "rmse": m.rmse,
+            "spearman": m.spearman,
+            "mae_ci_low": ci(m.mae_ci, 0),
+            "mae_ci_high": ci(m.mae_ci, 1),
+            "rmse_ci_low": ci(m.rmse_ci, 0),
+            "rmse_ci_high": ci(m.rmse_ci, 1),
+            "spearman_ci_low": ci(m.spearman_ci, 0),
+            "spearman_ci_high": ci(m.spearman_ci, 1),
+            "mae_improvement_vs_rule_based_pct": m.improvement_vs_rule_based_pct,
+            "split_seed": result.seed,
             "params": Jsonb(json.loads(json.dumps(m.params, default=str))),
         }
         for m in result.models
     ]
     return warehouse.upsert("evaluation_runs", rows, key=["run_id", "model_name"], touch=False)
+
+
+MODEL_FORMAT = "quality-v1"
+#: Which inputs each learned model reads.
+MODEL_INPUTS = {"ridge": "features+embeddings", "gradient-boosting": "features"}
+
+
+def save_model(
+    warehouse: Warehouse, run_id: str, result: EvaluationResult, name: str, embedding_model: str
+) -> str:
+    """Store the fitted pipeline (joblib bytes) in the warehouse; return its version."""
+    buffer = io.BytesIO()
+    joblib.dump({"pipeline": result.fitted[name], "inputs": MODEL_INPUTS[name]}, buffer)
+    version = f"{MODEL_FORMAT}:{result.dataset_hash}:{name}"
+    warehouse.upsert(
+        "quality_models",
+        [
+            {
+                "version": version,
+                "model_name": name,
+                "run_id": run_id,
+                "dataset_hash": result.dataset_hash,
+                "embedding_model": embedding_model,
+                "artifact": buffer.getvalue(),
+            }
+        ],
+        key=["version"],
+        touch=False,
+    )
+    return version
+
+
+def load_model(warehouse: Warehouse, version: str) -> dict[str, Any]:
+    rows = warehouse.fetch_all("SELECT artifact FROM quality_models WHERE version = %s", (version,))
+    if not rows:
+        raise LookupError(f"no quality model {version!r} in the warehouse")
+    model: dict[str, Any] = joblib.load(io.BytesIO(bytes(rows[0][0])))
+    return model
+
+
+@dataclass
+class Unlabelled:
+    song_ids: list[int]
+    content_hashes: list[str]
+    features: np.ndarray
+    embeddings: np.ndarray
+
+
+def load_unlabelled(warehouse: Warehouse, embedding_model: str) -> Unlabelled:
+    """Songs with features and an embedding but no LLM analysis: what the cheap model scores."""
+    rows = warehouse.fetch_all(
+        """SELECT l.song_id, l.content_hash, f.features, e.embedding, t.popularity, t.duration_ms, t.explicit
+             FROM lyrics l
+             JOIN lyric_features f USING (song_id)
+             JOIN song_embeddings e ON e.song_id = l.song_id AND e.model = %s
+             LEFT JOIN spotify_tracks t ON t.song_id = l.song_id
+            WHERE l.status = 'lyrics' AND NOT EXISTS (
+                  SELECT 1 FROM analyses a WHERE a.song_id = l.song_id
+                     AND a.model <> %s AND a.analyzer NOT LIKE 'rule-based%%')
+            ORDER BY l.song_id""",
+        (embedding_model, RULE_BASED_MODEL),
+    )
+    width = len(FEATURE_NAMES) + len(SPOTIFY_NAMES)
+    dim = len(rows[0][3].to_numpy()) if rows else 0
+    return Unlabelled(
+        song_ids=[r[0] for r in rows],
+        content_hashes=[r[1] for r in rows],
+        features=np.asarray(
+            [feature_row(r[2], r[4], r[5], r[6]) for r in rows], dtype=np.float64
+        ).reshape(len(rows), width),
+        embeddings=np.asarray([r[3].to_numpy() for r in rows], dtype=np.float64).reshape(
+            len(rows), dim
+        ),
+    )
+
+
+def predict(model: dict[str, Any], features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    x = np.hstack([features, embeddings]) if model["inputs"] == "features+embeddings" else features
+    return np.clip(model["pipeline"].predict(x), 1, 10)

@@ -141,7 +141,9 @@ def test_sensor_runs_then_backfill_over_all_partitions(
         "lyric_analyses",
         "lyric_embeddings",
         "search_index",
+        "evaluation_dataset",
         "evaluation_metrics",
+        "predicted_quality",
     ]
     launched = client.graphql(
         """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {

@@ -280,7 +280,13 @@ def test_llm_analyses_asset_and_evaluation_on_llm_labels(
         evaluation = dg.materialize(CORPUS_ASSETS, instance=instance, resources=resources)
         metrics = _meta(evaluation, "evaluation_metrics")
     assert metrics["status"] == "evaluated" and metrics["label_source"] == "qwen/qwen3-4b-fp8"
-    assert {"ridge_mae", "rule-based_mae", "random_mae", "mean_mae"} <= set(metrics)
+    assert {
+        "ridge_mae",
+        "gradient-boosting_mae",
+        "rule-based_mae",
+        "random_mae",
+        "mean_mae",
+    } <= set(metrics)
     stored = Warehouse(database_url=database_url).fetch_all(
         "SELECT DISTINCT model, prompt_version FROM analyses ORDER BY 1"
     )

@@ -182,11 +182,17 @@ def test_evaluation_metrics_equal_sklearns_on_the_same_split(corpus_url: str) ->
 
     # reproducible with the seed, and persisted under the run id
     assert evaluate(dataset, settings).models == result.models
-    assert persist_evaluation(Warehouse(database_url=corpus_url), "run-1", result) == 4
+    assert persist_evaluation(Warehouse(database_url=corpus_url), "run-1", result) == 5
     stored = Warehouse(database_url=corpus_url).fetch_all(
         "SELECT model_name, mae FROM evaluation_runs WHERE run_id = 'run-1' ORDER BY model_name"
     )
-    assert [name for name, _ in stored] == ["mean", "random", "ridge", "rule-based"]
+    assert [name for name, _ in stored] == [
+        "gradient-boosting",
+        "mean",
+        "random",
+        "ridge",
+        "rule-based",
+    ]
 
 
 def test_evaluation_refuses_too_few_labels(corpus_url: str) -> None:
