@@ -3,6 +3,8 @@ and the resources, each configured from the environment (see rap_assets.settings
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from rap_assets.analysis import LyricAnalyzer
@@ -17,15 +19,36 @@ from rap_assets.settings import env_or, optional_env
 from rap_assets.spotify import SpotifySource
 from rap_assets.warehouse import Warehouse
 
+
+def _executor() -> dg.ExecutorDefinition | None:
+    """RAP_ASSETS_EXECUTOR=k8s runs each step in a pod of its own (dagster-k8s); the default is
+    the instance's run launcher with steps as processes of the run."""
+    choice = os.environ.get("RAP_ASSETS_EXECUTOR", "").strip().lower()
+    if not choice:
+        return None
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"RAP_ASSETS_EXECUTOR={choice!r}: the only option is 'k8s' (or unset)")
+
+
+# Runs that call an LLM are tagged so the run queue can keep them to one at a time: each paces
+# itself to the provider's per-key rate limit, and two at once would exceed it.
+_LLM_TAGS = {"rap-assets/llm-bound": "true"} if os.environ.get("LLM_API_KEY") else {}
+
 artist_job = dg.define_asset_job(
     "artist_refresh",
     selection=dg.AssetSelection.assets(*ARTIST_ASSETS),
     description="Scrape, enrich, analyse and embed one artist (one partition).",
+    tags=_LLM_TAGS,
+    executor_def=_executor(),
 )
 corpus_job = dg.define_asset_job(
     "corpus_refresh",
     selection=dg.AssetSelection.assets(*CORPUS_ASSETS),
-    description="Rebuild the search index and re-run the evaluation over every artist.",
+    description="Rebuild the search index, the evaluation and the predicted scores over every artist.",
+    executor_def=_executor(),
 )
 artist_watchlist_sensor, weekly_artist_refresh = build_automation(artist_job)
 

@@ -30,6 +30,7 @@ ENV_VARS: dict[str, str] = {
     "LLM_API_KEY": "Key for the OpenAI-compatible LLM endpoint. Unset: the rule-based analyzer.",
     "LLM_BASE_URL": "OpenAI-compatible base URL of the LLM provider.",
     "LLM_MODEL": "LLM model id.",
+    "RAP_ASSETS_EXECUTOR": "Set to k8s to run each step in its own pod (dagster-k8s k8s_job_executor).",
     "DAGSTER_HOME": "Dagster instance directory (rap-assets sets it to $RAP_ASSETS_HOME/dagster).",
     "DAGSTER_POSTGRES_URL": "Instance storage URL used by deploy/dagster.yaml.",
 }
