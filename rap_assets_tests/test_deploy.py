@@ -31,7 +31,7 @@ def test_deployment_instance_keeps_runs_in_postgres(
     name = f"dagster_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = _database_url(pg_server_url, name).replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = _database_url(pg_server_url, name)
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", url)
     shutil.copyfile(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
