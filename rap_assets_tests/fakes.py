@@ -1,4 +1,4 @@
-"""Local HTTP servers that tests start: a fake Genius (API and pages) with scripted faults.
+"""Local HTTP servers that tests start in place of Genius, Spotify and an LLM provider.
 
 Faults are real at the socket level: a 429 with Retry-After, 5xx, a response delayed past the
 client's timeout, a connection closed without a response, a malformed body.
@@ -6,6 +6,7 @@ client's timeout, a connection closed without a response, a malformed body.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -14,10 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import requests
 
-from rap_assets.sample_corpus.replay import GeniusReplayTransport
+from rap_assets.sample_corpus.replay import GeniusReplayTransport, SpotifyReplayAdapter
 
 
 @dataclass
@@ -37,36 +41,66 @@ class RequestRecord:
     at: float
 
 
-class FakeGenius:
-    """Serves the sample corpus over real HTTP: ``/api/...`` is the API, anything else a page."""
+class QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1, no request logging on stderr, and one way to answer."""
 
-    def __init__(self, page_delay: float = 0.0) -> None:
-        self.transport = GeniusReplayTransport()
-        self.faults: deque[Fault] = deque()
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def send_body(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        self.send_response(status)
+        for key, value in {"Content-Type": content_type, **(headers or {})}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+
+class LocalServer:
+    """A threaded HTTP server on an ephemeral loopback port, with a request log and a queue of
+    scripted faults. Subclasses set their own state, then call ``super().__init__()``."""
+
+    def __init__(self) -> None:
         self.log: list[RequestRecord] = []
-        self.page_delay = page_delay
-        #: while set, every song page after this many served pages answers 500 (an outage)
-        self.pages_fail_after: int | None = None
-        self.pages_served = 0
+        self.faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.server.request_queue_size = 64
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
 
     @property
     def base(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
-    @property
-    def api_base(self) -> str:
-        return f"{self.base}/api"
+    def record(self, handler: BaseHTTPRequestHandler) -> float:
+        now = time.monotonic()
+        with self._lock:
+            self.log.append(
+                RequestRecord(handler.command, handler.path, dict(handler.headers), now)
+            )
+        return now
 
     def fail_next(self, *faults: Fault) -> None:
         with self._lock:
             self.faults.extend(faults)
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for fault in list(self.faults):
                 if path.startswith(fault.path_prefix):
@@ -74,231 +108,181 @@ class FakeGenius:
                     return fault
         return None
 
+    @contextmanager
+    def running(self) -> Iterator[Self]:
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class FakeGenius(LocalServer):
+    """The sample corpus over real HTTP: ``/api/...`` is the API, anything else a song page."""
+
+    def __init__(self, page_delay: float = 0.0) -> None:
+        self.transport = GeniusReplayTransport()
+        self.page_delay = page_delay
+        #: while set, every song page after this many served pages answers 500 (an outage)
+        self.pages_fail_after: int | None = None
+        self.pages_served = 0
+        super().__init__()
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.base}/api"
+
+    def _outage(self) -> bool:
+        if self.pages_fail_after is None:
+            return False
+        with self._lock:
+            down = self.pages_served >= self.pages_fail_after
+            self.pages_served += not down
+        return down
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
-                fake.log.append(
-                    RequestRecord("GET", self.path, dict(self.headers), time.monotonic())
-                )
-                fault = fake._take_fault(self.path)
+                fake.record(self)
+                fault = fake.take_fault(self.path)
                 if fault and fault.kind == "drop":
                     self.connection.close()
                     return
                 if fault and fault.kind == "delay":
                     time.sleep(fault.seconds)
                 if fault and fault.kind == "status":
-                    body = b'{"meta": {"status": %d}}' % fault.status
-                    self._send(
-                        fault.status, body, {"Content-Type": "application/json", **fault.headers}
+                    self.send_body(
+                        fault.status, b'{"meta": {"status": %d}}' % fault.status, fault.headers
                     )
                     return
                 if fault and fault.kind == "malformed":
-                    self._send(
-                        200,
-                        b'{"meta": {"status": 200}, "response": {"so',
-                        {"Content-Type": "application/json"},
-                    )
+                    self.send_body(200, b'{"meta": {"status": 200}, "response": {"so')
                     return
                 api = self.path.startswith("/api/")
-                target = self.path.removeprefix("/api") if api else self.path
-                host = "api.genius.com" if api else "genius.com"
                 if not api and fake.page_delay:
                     time.sleep(fake.page_delay)
-                if not api and fake.pages_fail_after is not None:
-                    with fake._lock:
-                        outage = fake.pages_served >= fake.pages_fail_after
-                        fake.pages_served += not outage
-                    if outage:
-                        self._send(
-                            500,
-                            b"<html><body>Internal Server Error</body></html>",
-                            {"Content-Type": "text/html"},
-                        )
-                        return
+                if not api and fake._outage():
+                    self.send_body(
+                        500,
+                        b"<html><body>Internal Server Error</body></html>",
+                        content_type="text/html",
+                    )
+                    return
+                target = self.path.removeprefix("/api") if api else self.path
+                host = "api.genius.com" if api else "genius.com"
                 response = fake.transport.handle_request(
                     httpx.Request("GET", f"https://{host}{target}")
                 )
                 response.read()
-                self._send(
+                self.send_body(
                     response.status_code,
                     response.content,
-                    {"Content-Type": response.headers.get("content-type", "text/html")},
+                    content_type=response.headers.get("content-type", "text/html"),
                 )
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
         return Handler
 
-    @contextmanager
-    def running(self) -> Iterator[FakeGenius]:
-        self.thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
 
-
-class FakeSpotify:
+class FakeSpotify(LocalServer):
     """The Spotify token endpoint and Web API over real HTTP: the sample catalog, plus the
-    recorded responses in ../shared/fixtures/spotify-api for the queries and ids they cover.
+    recorded responses in ../shared/fixtures/spotify-api for the queries they cover.
 
-    Knobs: ``token_seconds`` (expires_in of issued tokens), ``revoke_tokens`` (answer 401 to every
-    token issued so far, as when a token expires server-side), ``forbidden`` (path prefixes that
-    answer 403), ``strip_artist_fields`` (omit followers/popularity), and scripted ``Fault``s.
+    Knobs: ``token_seconds`` (expires_in of issued tokens), ``revoke_tokens`` (401 for every token
+    issued so far, as when a token expires server-side), ``forbidden`` (path prefixes that answer
+    403), ``strip_artist_fields`` (omit followers/popularity), and scripted ``Fault``s.
     """
 
     def __init__(self, fixtures: Path | None = None) -> None:
-        from rap_assets.sample_corpus.replay import SpotifyReplayAdapter
-
         self.adapter = SpotifyReplayAdapter()
         self.fixtures = fixtures
-        self.faults: deque[Fault] = deque()
-        self.log: list[RequestRecord] = []
         self.token_seconds = 3600
         self.tokens: list[str] = []
         self.revoked: set[str] = set()
         self.forbidden: set[str] = set()
         self.strip_artist_fields = False
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__()
 
     def revoke_tokens(self) -> None:
         with self._lock:
             self.revoked.update(self.tokens)
 
-    def fail_next(self, *faults: Fault) -> None:
-        with self._lock:
-            self.faults.extend(faults)
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for fault in list(self.faults):
-                if path.startswith(fault.path_prefix):
-                    self.faults.remove(fault)
-                    return fault
-        return None
+    def api_requests(self) -> list[RequestRecord]:
+        return [r for r in self.log if r.path.startswith("/v1/")]
 
     def _fixture(self, path: str, query: dict[str, str]) -> bytes | None:
-        if self.fixtures is None:
-            return None
-        if path == "/v1/search" and "muse" in query.get("q", "").lower():
+        if (
+            self.fixtures is not None
+            and path == "/v1/search"
+            and "muse" in query.get("q", "").lower()
+        ):
             return (self.fixtures / "search-tracks.json").read_bytes()
         return None
 
+    def _issue_token(self) -> str:
+        with self._lock:
+            token = f"token-{len(self.tokens) + 1}"
+            self.tokens.append(token)
+        return token
+
+    def _catalog(self, path_and_query: str, path: str) -> tuple[int, bytes]:
+        prepared = requests.Request("GET", f"https://api.spotify.com{path_and_query}").prepare()
+        response = self.adapter.send(prepared)
+        body = response.content
+        if self.strip_artist_fields and path == "/v1/artists":
+            data = json.loads(body)
+            for artist in data["artists"]:
+                if artist:
+                    artist.pop("followers", None)
+                    artist.pop("popularity", None)
+            body = json.dumps(data).encode()
+        return response.status_code, body
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        import json
-        from urllib.parse import parse_qsl, urlsplit
-
-        import requests
-
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(
-                self, status: int, body: bytes, headers: dict[str, str] | None = None
-            ) -> None:
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(length)
-                fake.log.append(
-                    RequestRecord("POST", self.path, dict(self.headers), time.monotonic())
-                )
+                self.read_body()
+                fake.record(self)
                 if not self.headers.get("Authorization", "").startswith("Basic "):
-                    self._send(400, b'{"error": "invalid_client"}')
+                    self.send_body(400, b'{"error": "invalid_client"}')
                     return
-                with fake._lock:
-                    token = f"token-{len(fake.tokens) + 1}"
-                    fake.tokens.append(token)
                 body = {
-                    "access_token": token,
+                    "access_token": fake._issue_token(),
                     "token_type": "Bearer",
                     "expires_in": fake.token_seconds,
                 }
-                self._send(200, json.dumps(body).encode())
+                self.send_body(200, json.dumps(body).encode())
 
             def do_GET(self) -> None:
-                fake.log.append(
-                    RequestRecord("GET", self.path, dict(self.headers), time.monotonic())
-                )
+                fake.record(self)
                 url = urlsplit(self.path)
                 path = url.path.rstrip("/")
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if token not in fake.tokens or token in fake.revoked:
-                    self._send(
+                    self.send_body(
                         401, b'{"error": {"status": 401, "message": "The access token expired"}}'
                     )
                     return
-                fault = fake._take_fault(path)
+                fault = fake.take_fault(path)
                 if fault and fault.kind == "status":
-                    self._send(
+                    self.send_body(
                         fault.status, b'{"error": {"status": %d}}' % fault.status, fault.headers
                     )
                     return
                 if any(path.startswith(prefix) for prefix in fake.forbidden):
-                    self._send(403, b'{"error": {"status": 403, "message": "Forbidden"}}')
+                    self.send_body(403, b'{"error": {"status": 403, "message": "Forbidden"}}')
                     return
                 fixture = fake._fixture(path, dict(parse_qsl(url.query)))
                 if fixture is not None:
-                    self._send(200, fixture)
+                    self.send_body(200, fixture)
                     return
-                prepared = requests.Request("GET", f"https://api.spotify.com{self.path}").prepare()
-                response = fake.adapter.send(prepared)
-                body = response.content
-                if fake.strip_artist_fields and path == "/v1/artists":
-                    data = json.loads(body)
-                    for artist in data["artists"]:
-                        if artist:
-                            artist.pop("followers", None)
-                            artist.pop("popularity", None)
-                    body = json.dumps(data).encode()
-                self._send(response.status_code, body)
+                self.send_body(*fake._catalog(self.path, path))
 
         return Handler
-
-    def api_requests(self) -> list[RequestRecord]:
-        return [r for r in self.log if r.path.startswith("/v1/")]
-
-    @contextmanager
-    def running(self) -> Iterator[FakeSpotify]:
-        self.thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 @dataclass
@@ -312,7 +296,7 @@ class Scripted:
     drop: bool = False
 
 
-class FakeOpenAI:
+class FakeOpenAI(LocalServer):
     """An OpenAI-compatible ``/v1/chat/completions`` with usage counts, an optional delay, an
     optional requests-per-minute limit it enforces with 429s, and scripted answers.
 
@@ -324,19 +308,13 @@ class FakeOpenAI:
         self.delay = delay
         self.rpm_limit = rpm_limit
         self.script: deque[Scripted] = deque()
-        self.log: list[RequestRecord] = []
         self.bodies: list[dict[str, object]] = []
         self.rejected = 0
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 64
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.base}/v1"
 
     def then(self, *answers: Scripted) -> None:
         with self._lock:
@@ -347,8 +325,6 @@ class FakeOpenAI:
 
     @staticmethod
     def default_reply(user_message: str) -> str:
-        import json
-
         from rap_assets.analysis import analyze_rule_based
         from rap_assets.features import compute_features
         from rap_assets.lyrics import lyrics_from_text
@@ -368,87 +344,63 @@ class FakeOpenAI:
         analysis["summary"] = f"A {analysis['mood']} song about {analysis['themes'][0]}."
         return json.dumps(analysis)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        import json
+    def _next_answer(self, now: float) -> Scripted:
+        with self._lock:
+            answer = self.script.popleft() if self.script else Scripted()
+            if self.rpm_limit is not None:
+                recent = [r for r in self.completions() if now - r.at < 60.0]
+                if len(recent) > self.rpm_limit:
+                    self.rejected += 1
+                    answer = Scripted(status=429, headers={"Retry-After": "1"})
+        return answer
 
+    @staticmethod
+    def completion(body: dict[str, object], content: str, request_id: int) -> dict[str, object]:
+        messages = body.get("messages", [])
+        assert isinstance(messages, list)
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        return {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(content) // 4,
+                "total_tokens": prompt_tokens + len(content) // 4,
+            },
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(
-                self, status: int, body: dict[str, object], headers: dict[str, str] | None = None
-            ) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = json.loads(
-                    self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}"
-                )
-                now = time.monotonic()
+                body = json.loads(self.read_body() or b"{}")
+                now = fake.record(self)
                 with fake._lock:
-                    fake.log.append(RequestRecord("POST", self.path, dict(self.headers), now))
                     fake.bodies.append(body)
-                    answer = fake.script.popleft() if fake.script else Scripted()
-                    if fake.rpm_limit is not None:
-                        recent = [r for r in fake.completions() if now - r.at < 60.0]
-                        if len(recent) > fake.rpm_limit:
-                            fake.rejected += 1
-                            answer = Scripted(status=429, headers={"Retry-After": "1"})
+                answer = fake._next_answer(now)
                 if answer.drop:
                     self.connection.close()
                     return
                 time.sleep(answer.delay or fake.delay)
                 if answer.status is not None:
-                    self._send(
-                        answer.status,
-                        {"error": {"message": f"scripted {answer.status}", "type": "error"}},
-                        answer.headers,
-                    )
+                    error = {"error": {"message": f"scripted {answer.status}", "type": "error"}}
+                    self.send_body(answer.status, json.dumps(error).encode(), answer.headers)
                     return
                 messages = body.get("messages", [])
                 user = next((m["content"] for m in messages if m.get("role") == "user"), "")
                 content = answer.content if answer.content is not None else fake.default_reply(user)
-                prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
-                self._send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{len(fake.log)}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": body.get("model", ""),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": content},
-                            }
-                        ],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": len(content) // 4,
-                            "total_tokens": prompt_tokens + len(content) // 4,
-                        },
-                    },
+                self.send_body(
+                    200, json.dumps(fake.completion(body, content, len(fake.log))).encode()
                 )
 
         return Handler
-
-    @contextmanager
-    def running(self) -> Iterator[FakeOpenAI]:
-        self.thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
