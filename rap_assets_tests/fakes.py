@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import requests
 
+from rap_assets.genius import GeniusSource
 from rap_assets.sample_corpus.replay import GeniusReplayTransport, SpotifyReplayAdapter
 
 
@@ -132,6 +133,18 @@ class FakeGenius(LocalServer):
     @property
     def api_base(self) -> str:
         return f"{self.base}/api"
+
+    def source(self, token: str, **settings: Any) -> GeniusSource:
+        """A GeniusSource with this token, pointed at this server (fast rate unless overridden)."""
+        return GeniusSource(
+            **{
+                "access_token": token,
+                "api_base_url": self.api_base,
+                "web_base_url": self.base,
+                "requests_per_second": 100.0,
+                **settings,
+            }
+        )
 
     def _outage(self) -> bool:
         if self.pages_fail_after is None:

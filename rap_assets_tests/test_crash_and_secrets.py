@@ -14,7 +14,6 @@ import pytest
 
 from rap_assets.assets import ARTIST_ASSETS
 from rap_assets.cache import Cache
-from rap_assets.genius import GeniusSource
 from rap_assets.warehouse import Warehouse
 
 from .conftest import REPO, sample_resources
@@ -83,12 +82,7 @@ def test_killing_a_partition_run_and_rerunning_leaves_no_duplicates(
 
     resources = {
         **sample_resources(database_url, Cache(namespace="kill-rerun")),
-        "genius": GeniusSource(
-            access_token=TOKEN,
-            api_base_url=slow_fake.api_base,
-            web_base_url=slow_fake.base,
-            requests_per_second=50,
-        ),
+        "genius": slow_fake.source(TOKEN),
     }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("artists", ["kilo-vance"])
@@ -107,12 +101,7 @@ def test_token_never_appears_in_event_logs_or_metadata(database_url: str) -> Non
     with FakeGenius().running() as fake, dg.instance_for_test() as instance:
         fake_resources = {
             **sample_resources(database_url),
-            "genius": GeniusSource(
-                access_token=TOKEN,
-                api_base_url=fake.api_base,
-                web_base_url=fake.base,
-                requests_per_second=50,
-            ),
+            "genius": fake.source(TOKEN),
         }
         instance.add_dynamic_partitions("artists", ["neon-ricky"])
         result = dg.materialize(

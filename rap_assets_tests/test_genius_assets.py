@@ -11,7 +11,6 @@ import pytest
 
 from rap_assets.assets import genius_lyrics, genius_song_index
 from rap_assets.cache import Cache
-from rap_assets.genius import GeniusSource
 from rap_assets.warehouse import Warehouse
 
 from .conftest import sample_resources
@@ -32,11 +31,8 @@ def test_open_circuit_fails_the_partition_naming_genius_and_rerun_fetches_the_re
     with FakeGenius().running() as fake, dg.instance_for_test() as instance:
         resources = {
             **sample_resources(database_url, cache),
-            "genius": GeniusSource(
-                access_token=TOKEN,
-                api_base_url=fake.api_base,
-                web_base_url=fake.base,
-                requests_per_second=100,
+            "genius": fake.source(
+                TOKEN,
                 max_attempts=2,
                 backoff_base_seconds=0.01,
                 circuit_failure_threshold=3,
@@ -136,13 +132,7 @@ def test_partition_metadata_reports_requests_retries_latency_and_reasons(databas
     with FakeGenius().running() as fake, dg.instance_for_test() as instance:
         resources = {
             **sample_resources(database_url),
-            "genius": GeniusSource(
-                access_token=TOKEN,
-                api_base_url=fake.api_base,
-                web_base_url=fake.base,
-                requests_per_second=100,
-                backoff_base_seconds=0.01,
-            ),
+            "genius": fake.source(TOKEN, backoff_base_seconds=0.01),
         }
         fake.fail_next(
             Fault("status", 503, path_prefix="/api/songs/"),

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from rap_assets.cache import Cache
-from rap_assets.genius import GeniusClient, GeniusSource
+from rap_assets.genius import GeniusClient
 from rap_assets.resilience import CircuitOpenError, UpstreamError, retry_after_seconds
 
 from .fakes import FakeGenius, Fault
@@ -25,16 +25,13 @@ def fake() -> Iterator[FakeGenius]:
 
 def _client(fake: FakeGenius, **overrides: object) -> GeniusClient:
     settings = {
-        "access_token": TOKEN,
-        "api_base_url": fake.api_base,
-        "web_base_url": fake.base,
         "requests_per_second": 50.0,
         "timeout_seconds": 0.5,
         "backoff_base_seconds": 0.05,
         "backoff_max_seconds": 5.0,
         **overrides,
     }
-    return GeniusSource(**settings).client(Cache(namespace=f"genius-{time.monotonic_ns()}"))  # type: ignore[arg-type]
+    return fake.source(TOKEN, **settings).client(Cache(namespace=f"genius-{time.monotonic_ns()}"))
 
 
 def test_pagination_follows_next_page_across_three_pages(fake: FakeGenius) -> None:
