@@ -224,13 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="run the Dagster UI and daemon (dagster dev) on the project instance"
     )
-    dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed on to dagster dev")
     dev.set_defaults(func=cmd_dev)
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "dev":
+        # everything after `dev` belongs to dagster dev (-p 3001, -h 0.0.0.0, ...)
+        args.dagster_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     return int(args.func(args))
 
 

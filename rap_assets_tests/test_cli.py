@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from .conftest import REPO
@@ -76,3 +77,17 @@ def test_db_migrate_is_idempotent(database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": database_url}
     result = _run("db", "migrate", env=env)
     assert result.returncode == 0 and "schema is up to date" in result.stdout
+
+
+def test_dev_passes_its_options_on_to_dagster_dev() -> None:
+    from rap_assets.cli import parse_args
+
+    assert parse_args(["dev", "-p", "3333", "--log-level", "debug"]).dagster_args == [
+        "-p",
+        "3333",
+        "--log-level",
+        "debug",
+    ]
+    assert parse_args(["dev"]).dagster_args == []
+    with pytest.raises(SystemExit):
+        parse_args(["search", "q", "--bogus"])
