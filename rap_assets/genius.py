@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -211,13 +212,13 @@ class GeniusClient:
         most hits. A name that no hit's primary artist carries is an error, not a guess.
         """
         hits = self._api("/search", {"q": name, "per_page": 20}).get("hits", [])
-        wanted = _fold(name)
+        wanted = fold_name(name)
         counts: dict[int, tuple[int, dict[str, Any]]] = {}
         for hit in hits:
             artist = (hit.get("result") or {}).get("primary_artist")
             if not artist:
                 continue
-            if _fold(artist["name"]) == wanted:
+            if fold_name(artist["name"]) == wanted:
                 return ArtistRef(
                     int(artist["id"]), artist["name"], artist.get("url"), artist.get("image_url")
                 )
@@ -270,9 +271,8 @@ class GeniusClient:
         return response.status_code, response.content
 
 
-def _fold(text: str) -> str:
-    import unicodedata
-
+def fold_name(text: str) -> str:
+    """Case-, accent- and punctuation-insensitive form of a name, for comparing names."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 

@@ -11,6 +11,14 @@ from typing import Any
 import dagster as dg
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0-100) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit: int = 10
 ) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rap_assets.metadata import percentile
+
 if TYPE_CHECKING:
     from rap_assets.cache import Cache
 
@@ -149,11 +151,8 @@ class RequestStats:
             self.retries += 1
 
     def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-        return round(ordered[index], 2)
+        value = percentile(self.latencies_ms, q)
+        return None if value is None else round(value, 2)
 
     def as_metadata(self) -> dict[str, float | int | None]:
         return {

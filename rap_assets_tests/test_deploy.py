@@ -169,42 +169,26 @@ def test_helm_values_parse_and_wire_image_secrets_and_limits() -> None:
     assert not re.search(r"(?i)(password|token|secret|key)\s*:\s*['\"]?[A-Za-z0-9]{8,}", text)
 
 
-def test_llm_runs_are_tagged_for_the_queue_limit() -> None:
-    code = (
-        "import rap_assets.definitions as d; print(d.defs.resolve_job_def('artist_refresh').tags)"
+def _artist_job(attribute: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Load the definitions in a fresh process under ``env`` and print an artist_refresh attribute:
+    the job's tags and executor are decided when the code location loads."""
+    code = f"import rap_assets.definitions as d; print(d.defs.resolve_job_def('artist_refresh').{attribute})"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
     )
-    with_key = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "LLM_API_KEY": "x"},
-    ).stdout
-    without = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={k: v for k, v in os.environ.items() if k != "LLM_API_KEY"},
-    ).stdout
-    assert "rap-assets/llm-bound" in with_key and "rap-assets/llm-bound" not in without
+
+
+def test_llm_runs_are_tagged_for_the_queue_limit() -> None:
+    with_key = _artist_job("tags", {**os.environ, "LLM_API_KEY": "x"})
+    without = _artist_job("tags", {k: v for k, v in os.environ.items() if k != "LLM_API_KEY"})
+    assert with_key.returncode == 0 and without.returncode == 0
+    assert (
+        "rap-assets/llm-bound" in with_key.stdout and "rap-assets/llm-bound" not in without.stdout
+    )
 
 
 def test_k8s_step_executor_option() -> None:
-    code = "import rap_assets.definitions as d; print(d.defs.resolve_job_def('artist_refresh').executor_def.name)"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "RAP_ASSETS_EXECUTOR": "k8s"},
-    )
-    assert result.stdout.strip() == "k8s"
-    bad = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "RAP_ASSETS_EXECUTOR": "celery"},
-    )
+    result = _artist_job("executor_def.name", {**os.environ, "RAP_ASSETS_EXECUTOR": "k8s"})
+    assert result.returncode == 0 and result.stdout.strip() == "k8s"
+    bad = _artist_job("executor_def.name", {**os.environ, "RAP_ASSETS_EXECUTOR": "celery"})
     assert bad.returncode != 0 and "the only option is 'k8s'" in bad.stderr

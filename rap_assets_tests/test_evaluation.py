@@ -26,7 +26,7 @@ from rap_assets.evaluation import (
 )
 from rap_assets.warehouse import Warehouse
 
-from .conftest import sample_resources
+from .conftest import asset_metadata, sample_resources
 from .fakes import FakeOpenAI
 
 LLM_ARTISTS = ["kilo-vance", "sister-solace", "neon-ricky", "old-man-ellis"]
@@ -56,14 +56,9 @@ def labelled(module_database_url: str) -> Iterator[tuple[str, dg.ExecuteInProces
         yield module_database_url, corpus
 
 
-def _meta(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
-    (mat,) = result.asset_materializations_for_node(node)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
 def test_dataset_holds_only_llm_labels(labelled: tuple[str, dg.ExecuteInProcessResult]) -> None:
     url, corpus = labelled
-    meta = _meta(corpus, "evaluation_dataset")
+    meta = asset_metadata(corpus, "evaluation_dataset")
     assert meta["labelled_songs"] == 42 and meta["artists"] == 4
     assert meta["label_source"] == "qwen/qwen3-4b-fp8"
     rows = Warehouse(database_url=url).fetch_all(
@@ -76,7 +71,7 @@ def test_metrics_with_intervals_and_improvement(
     labelled: tuple[str, dg.ExecuteInProcessResult],
 ) -> None:
     url, corpus = labelled
-    meta = _meta(corpus, "evaluation_metrics")
+    meta = asset_metadata(corpus, "evaluation_metrics")
     assert meta["status"] == "evaluated"
     assert "MAE (95% CI)" in str(meta["metrics"]) and "vs rule-based" in str(meta["metrics"])
     dataset = load_dataset(Warehouse(database_url=url), TextEmbedder().model_name)
@@ -123,12 +118,12 @@ def test_best_model_is_saved_and_scores_the_unlabelled_songs(
     labelled: tuple[str, dg.ExecuteInProcessResult],
 ) -> None:
     url, corpus = labelled
-    metrics = _meta(corpus, "evaluation_metrics")
+    metrics = asset_metadata(corpus, "evaluation_metrics")
     version = str(metrics["saved_model_version"])
     assert version.startswith("quality-v1:") and version.endswith(str(metrics["best_model"]))
     warehouse = Warehouse(database_url=url)
     model = load_model(warehouse, version)
-    predictions = _meta(corpus, "predicted_quality")
+    predictions = asset_metadata(corpus, "predicted_quality")
     # the two rule-based-only artists: Lil Crescent (11) and Quiet Harbor (10)
     assert predictions["songs_without_llm_analysis"] == 21 and predictions["rows_written"] == 21
     rows = warehouse.fetch_all(
@@ -177,5 +172,5 @@ def test_rerun_with_unchanged_labels_writes_no_dataset_or_predictions(
                 )
             },
         )
-    assert _meta(again, "evaluation_dataset")["rows_written"] == 0
-    assert _meta(again, "predicted_quality")["rows_written"] == 0
+    assert asset_metadata(again, "evaluation_dataset")["rows_written"] == 0
+    assert asset_metadata(again, "predicted_quality")["rows_written"] == 0

@@ -13,15 +13,10 @@ from rap_assets.assets import genius_lyrics, genius_song_index
 from rap_assets.cache import Cache
 from rap_assets.warehouse import Warehouse
 
-from .conftest import sample_resources
+from .conftest import asset_metadata, sample_resources
 from .fakes import FakeGenius
 
 TOKEN = "sekret-genius-token-circuit"
-
-
-def _meta(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]:
-    (mat,) = result.asset_materializations_for_node(asset)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
 def test_open_circuit_fails_the_partition_naming_genius_and_rerun_fetches_the_rest(
@@ -73,7 +68,7 @@ def test_open_circuit_fails_the_partition_naming_genius_and_rerun_fetches_the_re
         assert rerun.success
         pages = sum(1 for r in fake.log if not r.path.startswith("/api/")) - pages_before
         assert pages == 11 - stored
-        assert _meta(rerun, "genius_lyrics")["rows_written"] == 11 - stored
+        assert asset_metadata(rerun, "genius_lyrics")["rows_written"] == 11 - stored
         assert (
             Warehouse(database_url=database_url).fetch_all("SELECT count(*) FROM lyrics")[0][0]
             == 11
@@ -101,14 +96,14 @@ def test_seen_set_vouches_only_for_its_own_warehouse(
             instance=instance,
             resources=resources,
         )
-        assert _meta(first, "genius_lyrics")["seen_set_hits"] == 0
+        assert asset_metadata(first, "genius_lyrics")["seen_set_hits"] == 0
         second = dg.materialize(
             [genius_song_index, genius_lyrics],
             partition_key="neon-ricky",
             instance=instance,
             resources=resources,
         )
-        lyrics = _meta(second, "genius_lyrics")
+        lyrics = asset_metadata(second, "genius_lyrics")
         assert lyrics["seen_set_hits"] == 10 and lyrics["rows_written"] == 0
 
     # the same cache in front of a new, empty warehouse vouches for nothing there
@@ -122,7 +117,7 @@ def test_seen_set_vouches_only_for_its_own_warehouse(
             instance=instance,
             resources=sample_resources(other, cache),
         )
-        lyrics = _meta(fresh, "genius_lyrics")
+        lyrics = asset_metadata(fresh, "genius_lyrics")
         assert lyrics["seen_set_hits"] == 0 and lyrics["rows_written"] == 10
 
 
@@ -146,7 +141,10 @@ def test_partition_metadata_reports_requests_retries_latency_and_reasons(databas
             resources=resources,
         )
         assert result.success
-        index, lyrics = _meta(result, "genius_song_index"), _meta(result, "genius_lyrics")
+        index, lyrics = (
+            asset_metadata(result, "genius_song_index"),
+            asset_metadata(result, "genius_lyrics"),
+        )
         assert index["songs_listed"] == 12 and index["songs_new"] == 12
         assert "non-song: tracklist" in str(index["skipped_by_reason"])
         assert (

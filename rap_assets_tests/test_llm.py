@@ -27,7 +27,7 @@ from rap_assets.llm import (
 from rap_assets.lyrics import lyrics_from_text
 from rap_assets.warehouse import Warehouse
 
-from .conftest import sample_resources
+from .conftest import asset_metadata, sample_resources
 from .fakes import FakeOpenAI, Scripted
 
 KEY = "sk-test-llm-key-0123456789abcdef"
@@ -242,11 +242,6 @@ def test_the_key_never_appears_in_logs_or_errors(
     assert KEY not in caplog.text and KEY not in reasons
 
 
-def _meta(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
-    (mat,) = result.asset_materializations_for_node(node)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
 def test_llm_analyses_asset_and_evaluation_on_llm_labels(
     database_url: str, fake: FakeOpenAI
 ) -> None:
@@ -264,7 +259,7 @@ def test_llm_analyses_asset_and_evaluation_on_llm_labels(
                 ARTIST_ASSETS, partition_key=key, instance=instance, resources=resources
             )
             assert result.success
-        meta = _meta(result, "lyric_analyses")
+        meta = asset_metadata(result, "lyric_analyses")
         assert meta["analyzed"] == 10 and meta["fallback"] == 0
         assert int(meta["tokens_in"]) > 0 and float(meta["estimated_cost_usd"]) > 0  # type: ignore[arg-type]
         calls = len(fake.log)
@@ -275,10 +270,13 @@ def test_llm_analyses_asset_and_evaluation_on_llm_labels(
             instance=instance,
             resources={**resources, "cache": Cache(namespace=f"fresh-{uuid.uuid4().hex[:6]}")},
         )
-        assert _meta(again, "lyric_analyses")["from_warehouse"] == 10 and len(fake.log) == calls
+        assert (
+            asset_metadata(again, "lyric_analyses")["from_warehouse"] == 10
+            and len(fake.log) == calls
+        )
 
         evaluation = dg.materialize(CORPUS_ASSETS, instance=instance, resources=resources)
-        metrics = _meta(evaluation, "evaluation_metrics")
+        metrics = asset_metadata(evaluation, "evaluation_metrics")
     assert metrics["status"] == "evaluated" and metrics["label_source"] == "qwen/qwen3-4b-fp8"
     assert {
         "ridge_mae",

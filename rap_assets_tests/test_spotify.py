@@ -18,7 +18,7 @@ from rap_assets.matching import SongToMatch, best_match, normalize_title
 from rap_assets.spotify import SpotifySource
 from rap_assets.warehouse import Warehouse
 
-from .conftest import FIXTURES, sample_resources
+from .conftest import FIXTURES, asset_metadata, sample_resources
 from .fakes import FakeSpotify, Fault
 
 SECRET = "spotify-client-secret-0xdeadbeef"
@@ -270,18 +270,13 @@ def _materialize(
         )
 
 
-def _meta(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node("spotify_tracks")
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
 def test_audio_features_403_is_recorded_once_and_the_asset_succeeds(
     database_url: str, fake: FakeSpotify
 ) -> None:
     fake.forbidden.add("/v1/audio-features")
     result = _materialize(database_url, fake, Cache(namespace=f"sp-{uuid.uuid4().hex[:8]}"))
     assert result.success
-    meta = _meta(result)
+    meta = asset_metadata(result, "spotify_tracks")
     assert meta["audio_features_available"] is False
     assert (
         meta["unavailable_for_this_app"] == "audio-features (HTTP 403: not available to this app)"
@@ -298,7 +293,10 @@ def test_audio_features_403_is_recorded_once_and_the_asset_succeeds(
 
 def test_restricted_artist_fields_are_stored_as_null(database_url: str, fake: FakeSpotify) -> None:
     fake.strip_artist_fields = True
-    meta = _meta(_materialize(database_url, fake, Cache(namespace=f"sp-{uuid.uuid4().hex[:8]}")))
+    meta = asset_metadata(
+        _materialize(database_url, fake, Cache(namespace=f"sp-{uuid.uuid4().hex[:8]}")),
+        "spotify_tracks",
+    )
     assert "artist followers/popularity" in meta["unavailable_for_this_app"]
     rows = Warehouse(database_url=database_url).fetch_all(
         "SELECT spotify_id IS NOT NULL, spotify_followers, spotify_popularity, spotify_genres FROM artists"
@@ -310,7 +308,7 @@ def test_rerunning_an_unchanged_partition_makes_no_http_calls(
     database_url: str, fake: FakeSpotify
 ) -> None:
     cache = Cache(namespace=f"sp-{uuid.uuid4().hex[:8]}")
-    first = _meta(_materialize(database_url, fake, cache))
+    first = asset_metadata(_materialize(database_url, fake, cache), "spotify_tracks")
     assert first["matched"] == 11
     assert first["confidence_histogram"].count("|") > 4
     followers = Warehouse(database_url=database_url).fetch_all(
@@ -318,7 +316,10 @@ def test_rerunning_an_unchanged_partition_makes_no_http_calls(
     )
     assert followers == [(2304100,)]
     calls = len(fake.log)
-    second = _meta(_materialize(database_url, fake, Cache(namespace=f"sp-{uuid.uuid4().hex[:8]}")))
+    second = asset_metadata(
+        _materialize(database_url, fake, Cache(namespace=f"sp-{uuid.uuid4().hex[:8]}")),
+        "spotify_tracks",
+    )
     assert len(fake.log) == calls  # not even a token request
     assert second["rows_written"] == 0 and second["api_calls"] == 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import unicodedata
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,13 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from rap_assets.genius import fold_name
 from rap_assets.sample_corpus import GENIUS_DIR, SPOTIFY_DIR
 
 _NOT_FOUND_PAGE = (
     "<!DOCTYPE html><html><head><title>Oops! Page not found</title></head>"
     "<body><h1>Page not found</h1><p>Sorry, we couldn't find that page.</p></body></html>"
 )
-
-
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", " ", text).strip()
 
 
 @cache
@@ -64,11 +59,11 @@ class GeniusReplayTransport(httpx.BaseTransport):
     def _api(self, path: str, params: dict[str, str]) -> httpx.Response:
         artists = {a["id"]: a for a in _load_json(self.root / "artists.json")}
         if path == "/search":
-            query = _fold(params.get("q", ""))
+            query = fold_name(params.get("q", ""))
             hits = []
             for artist_id in sorted(artists):
                 for song in _load_json(self.root / "artist_songs" / f"{artist_id}.json"):
-                    haystack = _fold(song["title"] + " " + song["primary_artist"]["name"])
+                    haystack = fold_name(song["title"] + " " + song["primary_artist"]["name"])
                     if query and all(word in haystack.split() for word in query.split()):
                         hits.append(
                             {"highlights": [], "index": "song", "type": "song", "result": song}
@@ -152,15 +147,15 @@ class SpotifyReplayAdapter(BaseAdapter):
         free = re.sub(r'(track|artist):"[^"]*"', " ", query)
 
         def matches(track: dict[str, Any]) -> bool:
-            name = _fold(track["name"]).split()
-            artists = " ".join(_fold(a["name"]) for a in track["artists"]).split()
-            if "track" in fields and not all(w in name for w in _fold(fields["track"]).split()):
+            name = fold_name(track["name"]).split()
+            artists = " ".join(fold_name(a["name"]) for a in track["artists"]).split()
+            if "track" in fields and not all(w in name for w in fold_name(fields["track"]).split()):
                 return False
             if "artist" in fields and not all(
-                w in artists for w in _fold(fields["artist"]).split()
+                w in artists for w in fold_name(fields["artist"]).split()
             ):
                 return False
-            return all(w in name + artists for w in _fold(free).split())
+            return all(w in name + artists for w in fold_name(free).split())
 
         hits = sorted((t for t in tracks if matches(t)), key=lambda t: -t["popularity"])
         limit = int(params.get("limit", 10))
