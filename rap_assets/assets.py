@@ -8,6 +8,8 @@ partition writes nothing and calls no remote source; writes are idempotent upser
 that each commit on their own, so a rerun after a crash converges without duplicates.
 """
 
+import json
+import shutil
 import time
 from collections import Counter
 from itertools import islice
@@ -20,7 +22,14 @@ from psycopg.types.json import Jsonb
 from rap_assets.analysis import LyricAnalyzer
 from rap_assets.automation import artist_partitions, watchlist_entry
 from rap_assets.cache import Cache
-from rap_assets.embeddings import TextEmbedder, chunk_sections, pool
+from rap_assets.embeddings import (
+    STATIC_MODEL_NAME,
+    TextEmbedder,
+    chunk_sections,
+    distill_static_model,
+    static_model_dir,
+    static_model_ready,
+)
 from rap_assets.evaluation import (
     EvaluationSettings,
     evaluate,
@@ -36,9 +45,16 @@ from rap_assets.genius import ArtistRef, GeniusClient, GeniusSource, SongListing
 from rap_assets.llm import Outcome, SongForAnalysis
 from rap_assets.lyrics import Section, UnreadablePage, parse_lyrics_html
 from rap_assets.matching import SongToMatch, fold
-from rap_assets.metadata import Timer, breakdown, markdown_table, stage_metadata
+from rap_assets.metadata import Timer, breakdown, markdown_table, percentile, stage_metadata
 from rap_assets.resilience import CircuitOpenError, UpstreamError
-from rap_assets.search import HNSW_EF_CONSTRUCTION, HNSW_M, build_search_index
+from rap_assets.search import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    MAINTENANCE_WORK_MEM,
+    SongVectors,
+    build_search_index,
+    load_embeddings,
+)
 from rap_assets.spotify import FeatureUnavailable, SpotifyClient, SpotifySource
 from rap_assets.warehouse import Warehouse, batched, content_hash
 
@@ -604,9 +620,7 @@ def spotify_tracks(
             source=spotify.mode,
             matched=len(matched),
             unmatched=len(rows) - len(matched),
-            unmatched_by_reason=dg.MetadataValue.md(
-                "\n".join(f"- **{r}**: {n}" for r, n in unmatched.most_common()) or "_none_"
-            ),
+            unmatched_by_reason=dg.MetadataValue.md(breakdown(unmatched)),
             low_confidence=sum(1 for r in matched if (r["confidence"] or 0) < 0.85),
             confidence_histogram=dg.MetadataValue.md(_confidence_histogram(confidences)),
             audio_features_available=not unavailable and bool(track_ids),
@@ -789,15 +803,6 @@ def lyric_analyses(
     sources = Counter(o.source for o in outcomes)
     extra: dict[str, Any] = {}
     if llm_stats is not None:
-        latencies = sorted(llm_stats.latencies_ms)
-
-        def pct(q: float) -> float | None:
-            return (
-                round(latencies[min(len(latencies) - 1, round(q * (len(latencies) - 1)))], 1)
-                if latencies
-                else None
-            )
-
         extra = {
             "tokens_in": llm_stats.tokens_in,
             "tokens_out": llm_stats.tokens_out,
@@ -809,9 +814,10 @@ def lyric_analyses(
             "repairs": llm_stats.repairs,
             "fallback_by_reason": dg.MetadataValue.md(breakdown(llm_stats.fallbacks)),
         }
-        if latencies:
-            extra["latency_p50_ms"] = pct(0.5)
-            extra["latency_p95_ms"] = pct(0.95)
+        for q in (50, 95):
+            value = percentile(llm_stats.latencies_ms, q)
+            if value is not None:
+                extra[f"latency_p{q}_ms"] = round(value, 1)
     return dg.MaterializeResult(
         metadata=stage_metadata(
             written=written,
@@ -831,8 +837,47 @@ def lyric_analyses(
 
 
 @dg.asset(
+    group_name="enrich",
+    kinds={"python"},
+    description=(
+        f"{STATIC_MODEL_NAME}: a model2vec static embedding model distilled from "
+        "all-MiniLM-L6-v2 (the default embedding backend), built once and cached on disk "
+        "under RAP_ASSETS_MODEL_DIR. Not needed, and not built, for other backends."
+    ),
+)
+def static_embedding_model(config: RefreshConfig, embedder: TextEmbedder) -> dg.MaterializeResult:
+    path = static_model_dir()
+    if embedder.backend != "model2vec":
+        return dg.MaterializeResult(
+            metadata={"status": f"not used: the embedding backend is {embedder.backend}"}
+        )
+    timer = Timer()
+    built = config.full_refresh or not static_model_ready(path)
+    if built:
+        if path.exists():
+            shutil.rmtree(path)
+        with timer.phase("distill"):
+            distill_static_model(path)
+    info = json.loads((path / "rap_assets.json").read_text())
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return dg.MaterializeResult(
+        metadata={
+            "model": STATIC_MODEL_NAME,
+            "path": dg.MetadataValue.path(str(path)),
+            "rebuilt": built,
+            "rows_written": dg.MetadataValue.int(1 if built else 0),
+            "distill_seconds": dg.MetadataValue.float(round(timer.seconds.get("distill", 0.0), 2)),
+            "dimension": info["pca_dims"],
+            "vocabulary_size": info["vocabulary_size"],
+            "model2vec_version": info["model2vec"],
+            "size_bytes": dg.MetadataValue.int(size),
+        }
+    )
+
+
+@dg.asset(
     partitions_def=artist_partitions,
-    deps=[lyric_analyses],
+    deps=[lyric_analyses, static_embedding_model],
     group_name="enrich",
     kinds={"postgres", "pgvector"},
     description=(
@@ -858,7 +903,7 @@ def lyric_embeddings(
     )
     todo = [c for c in candidates if config.full_refresh or c["done_hash"] != c["content_hash"]]
     written = chunks_written = 0
-    for batch in batched(todo, 100):
+    for batch in batched(todo, 200):
         with warehouse.connection() as conn:
             sections = load_sections(conn, [c["song_id"] for c in batch])
         song_chunks = {
@@ -867,43 +912,22 @@ def lyric_embeddings(
         texts = [chunk.text for chunks in song_chunks.values() for chunk in chunks]
         with timer.phase("embed"):
             vectors = embedder.embedder.embed(texts)
+        songs, offset = [], 0
+        for song in batch:
+            chunks = song_chunks[song["song_id"]]
+            songs.append(
+                SongVectors(
+                    song["song_id"],
+                    song["content_hash"],
+                    chunks,
+                    vectors[offset : offset + len(chunks)],
+                )
+            )
+            offset += len(chunks)
+        # one transaction per batch: a crash loses at most this batch, and the rerun redoes it
         with timer.phase("write"), warehouse.connection() as conn:
-            offset = 0
-            for song in batch:
-                chunks = song_chunks[song["song_id"]]
-                if not chunks:
-                    continue
-                chunk_vectors = vectors[offset : offset + len(chunks)]
-                offset += len(chunks)
-                conn.execute(
-                    """INSERT INTO song_embeddings (song_id, model, dim, content_hash, embedding)
-                       VALUES (%s, %s, %s, %s, %s)
-                       ON CONFLICT (song_id, model) DO UPDATE SET dim = EXCLUDED.dim,
-                           content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
-                           updated_at = now()""",
-                    (
-                        song["song_id"],
-                        model,
-                        int(chunk_vectors.shape[1]),
-                        song["content_hash"],
-                        pool(chunk_vectors),
-                    ),
-                )
-                conn.execute(
-                    "DELETE FROM section_embeddings WHERE song_id = %s AND model = %s",
-                    (song["song_id"], model),
-                )
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO section_embeddings (song_id, model, ordinal, header, text, embedding) "
-                        "VALUES (%s, %s, %s, %s, %s, %s)",
-                        [
-                            (song["song_id"], model, c.ordinal, c.header, c.text, v)
-                            for c, v in zip(chunks, chunk_vectors, strict=True)
-                        ],
-                    )
-                written += 1
-                chunks_written += len(chunks)
+            chunks_written += load_embeddings(conn, model, songs)
+        written += sum(1 for song in songs if song.chunks)
     return dg.MaterializeResult(
         metadata=stage_metadata(
             written=written,
@@ -911,7 +935,7 @@ def lyric_embeddings(
             preview=markdown_table([{"title": c["title"]} for c in todo], ["title"]),
             timer=timer,
             model=model,
-            dimension=embedder.dim,
+            dimension=embedder.dimension,
             section_vectors_written=chunks_written,
             texts_per_second=round(chunks_written / timer.seconds["embed"], 1)
             if timer.seconds.get("embed")
@@ -937,7 +961,7 @@ def search_index(
     config: RefreshConfig, warehouse: Warehouse, embedder: TextEmbedder
 ) -> dg.MaterializeResult:
     build = build_search_index(
-        warehouse, embedder.model_name, embedder.dim, force=config.full_refresh
+        warehouse, embedder.model_name, embedder.dimension, force=config.full_refresh
     )
     return dg.MaterializeResult(
         metadata={
@@ -954,6 +978,7 @@ def search_index(
             "index_size_bytes": dg.MetadataValue.int(build.size_bytes),
             "hnsw_m": HNSW_M,
             "hnsw_ef_construction": HNSW_EF_CONSTRUCTION,
+            "maintenance_work_mem": MAINTENANCE_WORK_MEM,
         }
     )
 
@@ -1062,7 +1087,7 @@ def evaluation_metrics(
                 "rows_written": dg.MetadataValue.int(0),
             }
         )
-    run_id = context.run_id
+    run_id = context.run.run_id
     persist_evaluation(warehouse, run_id, result)
     best = result.best_learned
     assert best is not None
@@ -1165,6 +1190,8 @@ ARTIST_ASSETS = [
     lyric_analyses,
     lyric_embeddings,
 ]
+#: built once, cached on disk; the artist runs load it
+MODEL_ASSETS = [static_embedding_model]
 CORPUS_ASSETS = [search_index, evaluation_dataset, evaluation_metrics, predicted_quality]
 #: The assets whose config takes ``full_refresh`` (``rap-assets materialize --full-refresh``).
-REFRESHABLE_ASSETS = [*ARTIST_ASSETS, search_index]
+REFRESHABLE_ASSETS = [*MODEL_ASSETS, *ARTIST_ASSETS, search_index]

@@ -70,6 +70,15 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         missing = [k for k in keys if k not in known]
         if missing:
             instance.add_dynamic_partitions(ARTISTS, missing)
+        model_job = defs.resolve_job_def("embedding_model")
+        started = time.perf_counter()
+        result = model_job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=_refresh_config(model_job, args.full_refresh),
+        )
+        failures += not result.success
+        print(f"[model] embedding model: {_summary(result, started)}", flush=True)
         artist_job = defs.resolve_job_def("artist_refresh")
         run_config = _refresh_config(artist_job, args.full_refresh)
         for index, key in enumerate(keys, start=1):
@@ -139,9 +148,20 @@ def _summary(result: object, started: float) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from rap_assets.search import RapSearch
 
-    search = RapSearch(database_url=os.environ.get("DATABASE_URL") or None)
+    search = RapSearch.from_env()
+    explicit = {"yes": True, "no": False, None: None}[args.explicit]
     try:
-        hits = search.search(args.query, limit=args.limit)
+        hits = search.search(
+            args.query,
+            limit=args.limit,
+            mode=args.mode,
+            artists=args.artist,
+            year_from=args.year_from,
+            year_to=args.year_to,
+            mood=args.mood,
+            min_quality=args.min_quality,
+            explicit=explicit,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -213,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="search the lyrics")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=10)
+    search.add_argument(
+        "--mode",
+        choices=("semantic", "keyword", "hybrid"),
+        default=None,
+        help="semantic (the default, fastest), keyword (full text) or hybrid (reciprocal rank "
+        "fusion of the two; ranks best on the graded set)",
+    )
+    search.add_argument("--artist", action="append", help="only this artist (repeatable)")
+    search.add_argument("--year-from", type=int, help="released in or after this year")
+    search.add_argument("--year-to", type=int, help="released in or before this year")
+    search.add_argument("--mood", action="append", help="only this mood (repeatable)")
+    search.add_argument("--min-quality", type=float, help="analysed quality at least (1-10)")
+    search.add_argument("--explicit", choices=["yes", "no"], help="Spotify's explicit flag")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=cmd_search)
 

@@ -4,15 +4,16 @@ and the resources, each configured from the environment (see rap_assets.settings
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dagster as dg
 
 from rap_assets.analysis import LyricAnalyzer
-from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS
+from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS, MODEL_ASSETS
 from rap_assets.automation import build_automation
 from rap_assets.cache import Cache
 from rap_assets.checks import ALL_CHECKS
-from rap_assets.embeddings import TextEmbedder
+from rap_assets.embeddings import DEFAULT_BACKEND, TextEmbedder
 from rap_assets.genius import GeniusSource
 from rap_assets.search import RapSearch
 from rap_assets.settings import env_or, optional_env
@@ -50,11 +51,24 @@ corpus_job = dg.define_asset_job(
     description="Rebuild the search index, the evaluation and the predicted scores over every artist.",
     executor_def=_executor(),
 )
+model_job = dg.define_asset_job(
+    "embedding_model",
+    selection=dg.AssetSelection.assets(*MODEL_ASSETS),
+    description="Build the static embedding model the artist runs embed with (once; cached).",
+)
 artist_watchlist_sensor, weekly_artist_refresh = build_automation(artist_job)
 
 
 def build_resources() -> dict[str, object]:
     database_url = optional_env("DATABASE_URL")
+    # the indexing side and the query side must embed with the same model
+    embedding: dict[str, Any] = {
+        "backend": env_or("RAP_ASSETS_EMBEDDING_BACKEND", DEFAULT_BACKEND),
+        "dim": int(os.environ["EMBEDDING_DIM"]) if os.environ.get("EMBEDDING_DIM") else None,
+        "model": os.environ.get("EMBEDDING_MODEL") or None,
+        "base_url": os.environ.get("EMBEDDING_BASE_URL") or None,
+        "api_key": optional_env("EMBEDDING_API_KEY"),
+    }
     return {
         "warehouse": Warehouse(database_url=database_url),
         "cache": Cache(redis_url=optional_env("REDIS_URL")),
@@ -74,15 +88,17 @@ def build_resources() -> dict[str, object]:
             llm_base_url=env_or("LLM_BASE_URL", "https://api.novita.ai/openai/v1"),
             llm_model=env_or("LLM_MODEL", "qwen/qwen3-4b-fp8"),
         ),
-        "embedder": TextEmbedder(),
-        "search": RapSearch(database_url=database_url),
+        "embedder": TextEmbedder(**embedding),
+        "search": RapSearch(
+            database_url=database_url, **{f"embedding_{k}": v for k, v in embedding.items()}
+        ),
     }
 
 
 defs = dg.Definitions(
-    assets=[*ARTIST_ASSETS, *CORPUS_ASSETS],
+    assets=[*MODEL_ASSETS, *ARTIST_ASSETS, *CORPUS_ASSETS],
     asset_checks=ALL_CHECKS,
-    jobs=[artist_job, corpus_job],
+    jobs=[model_job, artist_job, corpus_job],
     sensors=[artist_watchlist_sensor],
     schedules=[weekly_artist_refresh],
     resources=build_resources(),

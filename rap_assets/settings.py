@@ -30,6 +30,12 @@ ENV_VARS: dict[str, str] = {
     "LLM_API_KEY": "Key for the OpenAI-compatible LLM endpoint. Unset: the rule-based analyzer.",
     "LLM_BASE_URL": "OpenAI-compatible base URL of the LLM provider.",
     "LLM_MODEL": "LLM model id.",
+    "RAP_ASSETS_MODEL_DIR": "Where built embedding models are cached (default $RAP_ASSETS_HOME/models).",
+    "RAP_ASSETS_EMBEDDING_BACKEND": "Embedding backend: model2vec (default), minilm, hashing or openai.",
+    "EMBEDDING_BASE_URL": "openai embedding backend: the OpenAI-compatible base URL.",
+    "EMBEDDING_API_KEY": "openai embedding backend: the API key.",
+    "EMBEDDING_MODEL": "openai embedding backend: the model id, e.g. Qwen/Qwen3-Embedding-0.6B.",
+    "EMBEDDING_DIM": "openai embedding backend: the vector size the model returns.",
     "RAP_ASSETS_EXECUTOR": "Set to k8s to run each step in its own pod (dagster-k8s k8s_job_executor).",
     "DAGSTER_HOME": "Dagster instance directory (rap-assets sets it to $RAP_ASSETS_HOME/dagster).",
     "DAGSTER_POSTGRES_URL": "Instance storage URL used by deploy/dagster.yaml.",
@@ -41,6 +47,12 @@ def rap_assets_home() -> Path:
     home = Path(os.environ.get("RAP_ASSETS_HOME", ".rap_assets")).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def models_dir() -> Path:
+    """Where built models (the distilled static embedder) are cached."""
+    configured = os.environ.get("RAP_ASSETS_MODEL_DIR")
+    return Path(configured).expanduser().resolve() if configured else rap_assets_home() / "models"
 
 
 def project_root() -> Path:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -17,6 +18,8 @@ import pytest
 import redis
 
 from rap_assets.analysis import LyricAnalyzer
+from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS
+from rap_assets.automation import load_watchlist
 from rap_assets.cache import Cache
 from rap_assets.embeddings import TextEmbedder
 from rap_assets.genius import GeniusSource
@@ -34,9 +37,12 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep tests off the developer's .rap_assets and instance."""
     home = tmp_path_factory.mktemp("rap_assets_home")
     saved = {
-        k: os.environ.get(k) for k in ("RAP_ASSETS_HOME", "RAP_ASSETS_WATCHLIST", "DAGSTER_HOME")
+        k: os.environ.get(k)
+        for k in ("RAP_ASSETS_HOME", "RAP_ASSETS_WATCHLIST", "DAGSTER_HOME", "RAP_ASSETS_MODEL_DIR")
     }
     os.environ["RAP_ASSETS_HOME"] = str(home)
+    # one distilled static model for the whole session; subprocesses inherit it
+    os.environ["RAP_ASSETS_MODEL_DIR"] = str(tmp_path_factory.mktemp("models"))
     os.environ["RAP_ASSETS_WATCHLIST"] = str(REPO / "artists.yaml")
     os.environ.pop("DAGSTER_HOME", None)
     yield
@@ -121,6 +127,12 @@ def redis_namespace(redis_url: str) -> Iterator[str]:
         client.delete(*keys)
 
 
+def asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    """The one materialization of ``asset`` in ``result``, its metadata as plain values."""
+    (mat,) = result.asset_materializations_for_node(asset)
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
 def sample_resources(database_url: str, cache: Cache | None = None) -> dict[str, object]:
     return {
         "warehouse": Warehouse(database_url=database_url),
@@ -137,3 +149,18 @@ def sample_resources(database_url: str, cache: Cache | None = None) -> dict[str,
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as inst:
         yield inst
+
+
+@pytest.fixture(scope="module")
+def corpus_url(module_database_url: str) -> str:
+    """A database holding the whole sample corpus, materialized through every asset."""
+    resources = sample_resources(module_database_url)
+    with dg.instance_for_test() as instance:
+        keys = [a.partition_key for a in load_watchlist()]
+        instance.add_dynamic_partitions("artists", keys)
+        for key in keys:
+            assert dg.materialize(
+                ARTIST_ASSETS, partition_key=key, instance=instance, resources=resources
+            ).success
+        assert dg.materialize(CORPUS_ASSETS, instance=instance, resources=resources).success
+    return module_database_url

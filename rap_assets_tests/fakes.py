@@ -317,9 +317,12 @@ class FakeOpenAI(LocalServer):
     rule-based analysis with a quality judged a little differently, as a second opinion would be.
     """
 
-    def __init__(self, delay: float = 0.0, rpm_limit: int | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, rpm_limit: int | None = None, embedding_dim: int = 64
+    ) -> None:
         self.delay = delay
         self.rpm_limit = rpm_limit
+        self.embedding_dim = embedding_dim
         self.script: deque[Scripted] = deque()
         self.bodies: list[dict[str, object]] = []
         self.rejected = 0
@@ -391,6 +394,31 @@ class FakeOpenAI(LocalServer):
             },
         }
 
+    def embeddings(self, body: dict[str, object], answer: Scripted) -> bytes:
+        """``/v1/embeddings``: lexical vectors from the project's hashing embedder (a stand-in
+        for a real model's), or the scripted content verbatim (malformed bodies, wrong sizes)."""
+        if answer.content is not None:
+            return answer.content.encode()
+        from rap_assets.embeddings import EmbeddingSpec, get_embedder
+
+        texts = body.get("input", [])
+        texts = [texts] if isinstance(texts, str) else texts
+        assert isinstance(texts, list)
+        vectors = get_embedder(EmbeddingSpec("hashing", self.embedding_dim)).embed(
+            [str(t) for t in texts]
+        )
+        return json.dumps(
+            {
+                "object": "list",
+                "model": body.get("model", ""),
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": v.tolist()}
+                    for i, v in enumerate(vectors)
+                ],
+                "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+            }
+        ).encode()
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -408,6 +436,9 @@ class FakeOpenAI(LocalServer):
                 if answer.status is not None:
                     error = {"error": {"message": f"scripted {answer.status}", "type": "error"}}
                     self.send_body(answer.status, json.dumps(error).encode(), answer.headers)
+                    return
+                if self.path.endswith("/embeddings"):
+                    self.send_body(200, fake.embeddings(body, answer))
                     return
                 messages = body.get("messages", [])
                 user = next((m["content"] for m in messages if m.get("role") == "user"), "")

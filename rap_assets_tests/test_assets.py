@@ -13,7 +13,7 @@ from rap_assets.cache import Cache
 from rap_assets.checks import ALL_CHECKS
 from rap_assets.warehouse import Warehouse
 
-from .conftest import sample_resources
+from .conftest import asset_metadata, sample_resources
 
 
 def _materialize(
@@ -26,26 +26,21 @@ def _materialize(
     )
 
 
-def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
 def test_artist_partition_materializes_every_stage(
     database_url: str, instance: dg.DagsterInstance
 ) -> None:
     resources = sample_resources(database_url)
     result = _materialize(instance, resources, "kilo-vance")
     assert result.success
-    index = _metadata(result, "genius_song_index")
+    index = asset_metadata(result, "genius_song_index")
     assert index["songs_listed"] == 12
     assert index["rows_written"] == 12
     assert index["rows_skipped"] == 1  # the tracklist
     assert "non-song: tracklist" in index["skipped_by_reason"]
     assert index["source"].startswith("sample corpus")
-    lyrics = _metadata(result, "genius_lyrics")
+    lyrics = asset_metadata(result, "genius_lyrics")
     assert lyrics["lyrics"] == 11 and lyrics["rows_failed"] == 0
-    spotify = _metadata(result, "spotify_tracks")
+    spotify = asset_metadata(result, "spotify_tracks")
     assert spotify["matched"] == 11 and spotify["unmatched"] == 0
     assert spotify["audio_features_available"] is True
 
@@ -90,12 +85,12 @@ def test_rematerializing_an_unchanged_partition_writes_nothing(
         "lyric_analyses",
         "lyric_embeddings",
     ):
-        assert _metadata(second, asset)["rows_written"] == 0, asset
+        assert asset_metadata(second, asset)["rows_written"] == 0, asset
     # the listing came from the cache, so Genius was not asked again
-    index = _metadata(second, "genius_song_index")
+    index = asset_metadata(second, "genius_song_index")
     assert index["listing_from_cache"] is True
     assert index.get("http_requests", 0) == 0
-    assert _metadata(second, "spotify_tracks")["api_calls"] == 0
+    assert asset_metadata(second, "spotify_tracks")["api_calls"] == 0
     assert (
         Warehouse(database_url=database_url).fetch_all("SELECT max(updated_at) FROM songs")
         == before
@@ -112,9 +107,9 @@ def test_full_refresh_refetches(database_url: str, instance: dg.DagsterInstance)
         }
     }
     again = _materialize(instance, resources, "quiet-harbor", run_config=config)
-    assert _metadata(again, "genius_lyrics")["rows_written"] == 10
-    assert _metadata(again, "genius_lyrics")["refetched_same_content"] == 10
-    assert _metadata(again, "genius_song_index")["rows_skipped"] == 1  # unreleased demo
+    assert asset_metadata(again, "genius_lyrics")["rows_written"] == 10
+    assert asset_metadata(again, "genius_lyrics")["refetched_same_content"] == 10
+    assert asset_metadata(again, "genius_song_index")["rows_skipped"] == 1  # unreleased demo
 
 
 def test_instrumentals_and_unreleased_are_recorded_not_analysed(
@@ -158,10 +153,10 @@ def test_corpus_assets_and_checks(database_url: str, instance: dg.DagsterInstanc
         selection=[a.key for a in CORPUS_ASSETS],
     )
     assert result.success
-    index = _metadata(result, "search_index")
+    index = asset_metadata(result, "search_index")
     assert index["vectors_indexed"] == 32
     assert index["rebuilt"] is True
-    evaluation = _metadata(result, "evaluation_metrics")
+    evaluation = asset_metadata(result, "evaluation_metrics")
     assert evaluation["status"] == "not evaluated"
     assert "too few LLM-labelled songs: 0 < 30" in evaluation["reason"]
     assert evaluation["rows_written"] == 0
@@ -171,12 +166,12 @@ def test_corpus_assets_and_checks(database_url: str, instance: dg.DagsterInstanc
         "search_index_covers_all_vectors": True,
         "learned_model_beats_rule_based": False,
     }
-    assert _metadata(result, "evaluation_dataset")["labelled_songs"] == 0
-    assert "no trained model yet" in _metadata(result, "predicted_quality")["status"]
+    assert asset_metadata(result, "evaluation_dataset")["labelled_songs"] == 0
+    assert "no trained model yet" in asset_metadata(result, "predicted_quality")["status"]
 
     again = dg.materialize(CORPUS_ASSETS, instance=instance, resources=resources)
-    assert _metadata(again, "search_index")["rebuilt"] is False
-    assert _metadata(again, "search_index")["rows_written"] == 0
+    assert asset_metadata(again, "search_index")["rebuilt"] is False
+    assert asset_metadata(again, "search_index")["rows_written"] == 0
 
 
 def test_partition_checks_pass_on_sample_data(
@@ -217,7 +212,7 @@ def test_embeddings_are_unit_vectors_with_section_chunks(
 
 
 @pytest.mark.parametrize("use_redis", [True, False])
-def test_cache_backend_is_reported_in_metadata(
+def test_cache_backend_is_reported_inasset_metadata(
     database_url: str, instance: dg.DagsterInstance, use_redis: bool, request: pytest.FixtureRequest
 ) -> None:
     cache = (
@@ -229,6 +224,6 @@ def test_cache_backend_is_reported_in_metadata(
         else Cache(namespace="report")
     )
     result = _materialize(instance, sample_resources(database_url, cache), "kilo-vance")
-    assert _metadata(result, "genius_song_index")["cache_backend"] == (
+    assert asset_metadata(result, "genius_song_index")["cache_backend"] == (
         "redis" if use_redis else "in-process"
     )

@@ -34,6 +34,7 @@ def test_materialize_twice_records_runs_and_writes_nothing_the_second_time(
     first = _run("materialize", "--artist", "Quiet Harbor", env=env)
     assert first.returncode == 0, first.stderr
     assert "[1/1] quiet-harbor: ok" in first.stdout and "genius_lyrics=10" in first.stdout
+    assert "[model] embedding model: ok" in first.stdout
     assert "[corpus] search index + evaluation: ok" in first.stdout
 
     second = _run("materialize", "--artist", "quiet-harbor", env=env)
@@ -45,8 +46,9 @@ def test_materialize_twice_records_runs_and_writes_nothing_the_second_time(
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
         runs = instance.get_runs()
-    assert len(runs) == 4 and all(r.is_success for r in runs)
-    assert {r.job_name for r in runs} == {"artist_refresh", "corpus_refresh"}
+    # each materialize: the embedding model, the artist, then the corpus-wide assets
+    assert len(runs) == 6 and all(r.is_success for r in runs)
+    assert {r.job_name for r in runs} == {"embedding_model", "artist_refresh", "corpus_refresh"}
 
 
 def test_materialize_exits_non_zero_when_a_run_fails(database_url: str, tmp_path: Path) -> None:
