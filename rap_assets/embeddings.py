@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -198,21 +198,18 @@ def distill_static_model(target: Path | None = None, pca_dims: int = STATIC_PCA_
 @contextlib.contextmanager
 def _quiet_build() -> Iterator[None]:
     """A progress bar per vocabulary batch and transformers' load report are noise in a
-    Dagster step log; the asset reports the build time instead."""
+    Dagster step log; the asset reports the build time instead. model2vec's tqdm bar takes no
+    option and tqdm reads TQDM_DISABLE only when it is imported, so the bar's stream is what
+    can be silenced; failures still surface as exceptions."""
     import transformers
 
-    previous = os.environ.get("TQDM_DISABLE")
     verbosity = transformers.logging.get_verbosity()
-    os.environ["TQDM_DISABLE"] = "1"
     transformers.logging.set_verbosity_error()
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         transformers.logging.set_verbosity(verbosity)
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
 
 
 def static_model_ready(path: Path | None = None) -> bool:

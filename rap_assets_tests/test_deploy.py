@@ -135,8 +135,23 @@ def test_example_env_holds_no_secret_values() -> None:
         "SPOTIPY_CLIENT_ID",
         "SPOTIPY_CLIENT_SECRET",
         "LLM_API_KEY",
+        "EMBEDDING_API_KEY",
     ):
         assert example[secret] == "", secret
+
+
+def test_image_carries_the_distilled_model_where_the_code_looks() -> None:
+    """The runtime image has no torch, so the default embedder's model must be built in the
+    image, at the path RAP_ASSETS_MODEL_DIR names there and in example.env."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    models = "/opt/rap-assets/models"
+    assert "distill_static_model(static_model_dir(Path('/models')))" in dockerfile
+    assert (
+        "COPY --from=model /models ./models" in dockerfile
+        and "WORKDIR /opt/rap-assets" in dockerfile
+    )
+    assert f"RAP_ASSETS_MODEL_DIR={models}" in dockerfile
+    assert _example_env()["RAP_ASSETS_MODEL_DIR"] == models
 
 
 def test_helm_values_parse_and_wire_image_secrets_and_limits() -> None:
