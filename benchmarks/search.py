@@ -30,7 +30,7 @@ import pgserver
 
 from rap_assets.embeddings import TextEmbedder
 from rap_assets.metadata import percentile
-from rap_assets.retrieval import load_queries
+from rap_assets.retrieval import hnsw_recall, load_queries
 from rap_assets.sample_corpus import synthetic
 from rap_assets.search import HNSW_EF_CONSTRUCTION, HNSW_M, MODES, RapSearch, build_search_index
 from rap_assets.warehouse import Warehouse, close_pools
@@ -71,31 +71,6 @@ def _qps(search: RapSearch, queries: list[str], mode: str, threads: int = 8) -> 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda q: search.search(q, limit=10, mode=mode), queries))
     return round(len(queries) / (time.perf_counter() - started), 1)
-
-
-def _recall(search: RapSearch, queries: list[str]) -> float:
-    """Semantic top-10 through HNSW against the exact top-10 over every vector."""
-    embedder = search.embedding_spec
-    from rap_assets.embeddings import get_embedder
-
-    model = get_embedder(embedder)
-    found = 0
-    with search.warehouse.connection() as conn:
-        # SET LOCAL: this transaction only, for the connection goes back to the pool
-        conn.execute("SET LOCAL enable_indexscan = off")
-        for query in queries:
-            vector = model.embed([query])[0]
-            exact = {
-                row[0]
-                for row in conn.execute(
-                    f"SELECT song_id FROM song_embeddings WHERE model = %s "
-                    f"ORDER BY embedding::vector({model.dim}) <=> %s LIMIT 10",
-                    (model.name, vector),
-                )
-            }
-            approximate = {h.song_id for h in search.search(query, limit=10, mode="semantic")}
-            found += len(exact & approximate)
-    return round(found / (10 * len(queries)), 4)
 
 
 def _postgres_peak_rss_mb(data_dir: Path) -> float:
@@ -171,11 +146,11 @@ def main() -> None:
         report["latency"] = {m: _latencies(search, q, m) for m, q in per_mode.items()}
         report["qps_8_threads"] = {m: _qps(search, q, m) for m, q in per_mode.items()}
         recall_queries = queries[: args.recall_queries]
-        report["semantic_recall_at_10_vs_exact"] = _recall(search, recall_queries)
+        report["semantic_recall_at_10_vs_exact"] = hnsw_recall(search, recall_queries)
         # what a larger HNSW candidate list buys, and costs
         report["ef_search_sweep"] = {
             ef: {
-                "recall_at_10": _recall(tuned, recall_queries),
+                "recall_at_10": hnsw_recall(tuned, recall_queries),
                 "p95_ms": _latencies(tuned, queries[:300], "semantic")["p95_ms"],
             }
             for ef in (200, 400, 600, 800)

@@ -70,33 +70,23 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         missing = [k for k in keys if k not in known]
         if missing:
             instance.add_dynamic_partitions(ARTISTS, missing)
-        model_job = defs.resolve_job_def("embedding_model")
-        started = time.perf_counter()
-        result = model_job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config=_refresh_config(model_job, args.full_refresh),
-        )
-        failures += not result.success
-        print(f"[model] embedding model: {_summary(result, started)}", flush=True)
-        artist_job = defs.resolve_job_def("artist_refresh")
-        run_config = _refresh_config(artist_job, args.full_refresh)
-        for index, key in enumerate(keys, start=1):
+
+        def run(job_name: str, label: str, partition_key: str | None = None) -> bool:
+            job = defs.resolve_job_def(job_name)
             started = time.perf_counter()
-            result = artist_job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=run_config
+            result = job.execute_in_process(
+                partition_key=partition_key,
+                instance=instance,
+                raise_on_error=False,
+                run_config=_refresh_config(job, args.full_refresh),
             )
-            failures += not result.success
-            print(f"[{index}/{len(keys)}] {key}: {_summary(result, started)}", flush=True)
-        corpus_job = defs.resolve_job_def("corpus_refresh")
-        started = time.perf_counter()
-        result = corpus_job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config=_refresh_config(corpus_job, args.full_refresh),
-        )
-        failures += not result.success
-        print(f"[corpus] search index + evaluation: {_summary(result, started)}", flush=True)
+            print(f"{label}: {_summary(result, started)}", flush=True)
+            return result.success
+
+        failures += not run("embedding_model", "[model] embedding model")
+        for index, key in enumerate(keys, start=1):
+            failures += not run("artist_refresh", f"[{index}/{len(keys)}] {key}", key)
+        failures += not run("corpus_refresh", "[corpus] search index + evaluation")
     if failures:
         print(
             f"{failures} run(s) failed; see the Dagster UI (rap-assets dev) for the logs",

@@ -97,6 +97,30 @@ def evaluate(
     }
 
 
+def hnsw_recall(search: RapSearch, queries: Sequence[str], k: int = K) -> float:
+    """The share of the exact top ``k`` (a full scan over every song vector) that semantic
+    search returns through the HNSW index, over ``queries``."""
+    from psycopg import sql
+
+    from rap_assets.embeddings import get_embedder
+
+    embedder = get_embedder(search.embedding_spec)
+    exact_sql = sql.SQL(
+        "SELECT song_id FROM song_embeddings WHERE model = %s "
+        "ORDER BY embedding::vector({dim}) <=> %s LIMIT %s"
+    ).format(dim=sql.Literal(int(embedder.dim)))
+    found = 0
+    with search.warehouse.connection() as conn:
+        # SET LOCAL: this transaction only, for the connection goes back to the pool
+        conn.execute("SET LOCAL enable_indexscan = off")
+        for query in queries:
+            vector = embedder.embed([query])[0]
+            exact = {row[0] for row in conn.execute(exact_sql, (embedder.name, vector, k))}
+            approximate = search.search(query, limit=k, mode="semantic")
+            found += len(exact & {hit.song_id for hit in approximate})
+    return round(found / (k * len(queries)), 4)
+
+
 def index_with(
     embedder: TextEmbedder,
     warehouse: Warehouse,

@@ -15,7 +15,14 @@ import pytest
 
 from rap_assets import RapSearch, SearchHit
 from rap_assets.embeddings import Chunk, TextEmbedder, get_embedder
-from rap_assets.retrieval import evaluate, index_with, load_queries, ndcg_at_k, recall_at_k
+from rap_assets.retrieval import (
+    evaluate,
+    hnsw_recall,
+    index_with,
+    load_queries,
+    ndcg_at_k,
+    recall_at_k,
+)
 from rap_assets.sample_corpus import synthetic
 from rap_assets.search import (
     SongVectors,
@@ -313,20 +320,4 @@ def test_hnsw_recall_and_filters_on_a_synthetic_catalogue(database_url: str) -> 
     # exact-scan fallback): one artist has 5 of the 3,000 tracks
     hits = search.search("money", limit=10, mode="semantic", artists="Synthetic Artist 007")
     assert len(hits) == 5 and {h.artist for h in hits} == {"Synthetic Artist 007"}
-    queries = [q.query for q in load_queries()]
-    found = 0
-    with warehouse.connection() as conn:
-        # SET LOCAL: this transaction only, for the connection goes back to the pool
-        conn.execute("SET LOCAL enable_indexscan = off")
-        for query in queries:
-            vector = embedder.embed([query])[0]
-            exact = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT song_id FROM song_embeddings WHERE model = %s "
-                    "ORDER BY embedding::vector(256) <=> %s LIMIT 10",
-                    (embedder.name, vector),
-                )
-            }
-            found += len(exact & {h.song_id for h in search.search(query, mode="semantic")})
-    assert found / (10 * len(queries)) >= 0.95
+    assert hnsw_recall(search, [q.query for q in load_queries()]) >= 0.95
