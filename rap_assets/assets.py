@@ -9,7 +9,6 @@ that each commit on their own, so a rerun after a crash converges without duplic
 """
 
 import json
-import shutil
 import time
 from collections import Counter
 from itertools import islice
@@ -854,10 +853,8 @@ def static_embedding_model(config: RefreshConfig, embedder: TextEmbedder) -> dg.
     timer = Timer()
     built = config.full_refresh or not static_model_ready(path)
     if built:
-        if path.exists():
-            shutil.rmtree(path)
         with timer.phase("distill"):
-            distill_static_model(path)
+            distill_static_model(path, replace=True)
     info = json.loads((path / "rap_assets.json").read_text())
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return dg.MaterializeResult(

@@ -4,7 +4,6 @@ and the resources, each configured from the environment (see rap_assets.settings
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import dagster as dg
 
@@ -13,7 +12,7 @@ from rap_assets.assets import ARTIST_ASSETS, CORPUS_ASSETS, MODEL_ASSETS
 from rap_assets.automation import build_automation
 from rap_assets.cache import Cache
 from rap_assets.checks import ALL_CHECKS
-from rap_assets.embeddings import DEFAULT_BACKEND, TextEmbedder
+from rap_assets.embeddings import TextEmbedder, embedding_env
 from rap_assets.genius import GeniusSource
 from rap_assets.search import RapSearch
 from rap_assets.settings import env_or, optional_env
@@ -62,13 +61,7 @@ artist_watchlist_sensor, weekly_artist_refresh = build_automation(artist_job)
 def build_resources() -> dict[str, object]:
     database_url = optional_env("DATABASE_URL")
     # the indexing side and the query side must embed with the same model
-    embedding: dict[str, Any] = {
-        "backend": env_or("RAP_ASSETS_EMBEDDING_BACKEND", DEFAULT_BACKEND),
-        "dim": int(os.environ["EMBEDDING_DIM"]) if os.environ.get("EMBEDDING_DIM") else None,
-        "model": os.environ.get("EMBEDDING_MODEL") or None,
-        "base_url": os.environ.get("EMBEDDING_BASE_URL") or None,
-        "api_key": optional_env("EMBEDDING_API_KEY"),
-    }
+    embedding = embedding_env() | {"api_key": optional_env("EMBEDDING_API_KEY")}
     return {
         "warehouse": Warehouse(database_url=database_url),
         "cache": Cache(redis_url=optional_env("REDIS_URL")),

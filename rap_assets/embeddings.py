@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import dagster as dg
 import numpy as np
@@ -99,9 +100,7 @@ class HashingEmbedder:
         )  # sublinear TF: a chorus repeated 8 times is not 8x the topic
         with self._lock:
             dense = np.asarray(self._projection.transform(counts), dtype=np.float32)
-        norms = np.linalg.norm(dense, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return dense / norms
+        return _normalise(dense)
 
 
 class EmbeddingError(RuntimeError):
@@ -159,14 +158,17 @@ def static_model_dir(root: Path | None = None) -> Path:
     return (root or models_dir()) / STATIC_MODEL_NAME
 
 
-def distill_static_model(target: Path | None = None, pca_dims: int = STATIC_PCA_DIMS) -> Path:
+def distill_static_model(
+    target: Path | None = None, pca_dims: int = STATIC_PCA_DIMS, *, replace: bool = False
+) -> Path:
     """Distil a model2vec static model from all-MiniLM-L6-v2 into ``target``.
 
     model2vec runs every vocabulary token through the transformer once and keeps the (PCA-
     reduced) output embeddings as a lookup table, so encoding becomes a tokenise-and-average
     that is orders of magnitude faster. It takes ~10 s on two cores and needs torch (the
     'semantic' extra); using the result needs only model2vec. The directory is written
-    beside the target and renamed into place, so concurrent builders never see half a model.
+    beside the target and renamed into place, so concurrent builders never see half a model;
+    an existing model is kept unless ``replace``, which swaps the new one in.
     """
     target = target or static_model_dir()
     try:
@@ -188,6 +190,10 @@ def distill_static_model(target: Path | None = None, pca_dims: int = STATIC_PCA_
             }
         )
     )
+    if replace and target.exists():
+        retired = target.with_name(f".{target.name}-retired-{staging.name}")
+        target.rename(retired)
+        shutil.rmtree(retired, ignore_errors=True)
     try:
         staging.rename(target)
     except OSError:  # another process got there first; theirs is identical
@@ -234,7 +240,7 @@ class StaticEmbedder:
             except EmbeddingError as exc:
                 raise EmbeddingError(
                     f"no static model at {path}; materialize the static_embedding_model asset "
-                    f"(or run `rap-assets models build`), which needs {_SEMANTIC_EXTRA}"
+                    f"(`rap-assets materialize` does), which needs {_SEMANTIC_EXTRA}"
                 ) from exc
         self.path = path
         self._model = StaticModel.from_pretrained(path, normalize=True)
@@ -364,6 +370,18 @@ class EmbeddingSpec:
         raise ValueError(
             f"unknown embedding backend {self.backend!r}; choose from: {', '.join(BACKENDS)}"
         )
+
+
+def embedding_env() -> dict[str, Any]:
+    """The embedding settings from RAP_ASSETS_EMBEDDING_BACKEND and EMBEDDING_*, less the key:
+    the pipeline's resources take it as ``dg.EnvVar`` and plain Python as its value, and the
+    indexing side and the query side must read the rest the same way."""
+    return {
+        "backend": os.environ.get("RAP_ASSETS_EMBEDDING_BACKEND") or DEFAULT_BACKEND,
+        "dim": int(os.environ["EMBEDDING_DIM"]) if os.environ.get("EMBEDDING_DIM") else None,
+        "model": os.environ.get("EMBEDDING_MODEL") or None,
+        "base_url": os.environ.get("EMBEDDING_BASE_URL") or None,
+    }
 
 
 _embedders: dict[EmbeddingSpec, Embedder] = {}

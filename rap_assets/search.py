@@ -19,7 +19,14 @@ from psycopg import sql
 from pydantic import BaseModel, Field, PrivateAttr
 
 from rap_assets.analysis import Mood
-from rap_assets.embeddings import BACKENDS, DEFAULT_BACKEND, Chunk, EmbeddingSpec, get_embedder
+from rap_assets.embeddings import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    Chunk,
+    EmbeddingSpec,
+    embedding_env,
+    get_embedder,
+)
 from rap_assets.warehouse import Warehouse
 
 # HNSW parameters, chosen by benchmarks/search.py at 57,718 tracks. Short text queries land
@@ -241,7 +248,7 @@ class SearchFilters:
     """Narrow a search. Unknown or impossible values raise ``ValueError`` when built, so a bad
     filter fails loudly instead of quietly returning nothing."""
 
-    artists: tuple[str, ...] = ()
+    artists: tuple[str, ...] = ()  # lower-cased, to match lower(artists.name)
     year_from: int | None = None
     year_to: int | None = None
     moods: tuple[str, ...] = ()
@@ -282,19 +289,12 @@ class SearchFilters:
         if explicit is not None and not isinstance(explicit, bool):
             raise ValueError(f"explicit must be True, False or None, got {explicit!r}")
         return cls(
-            tuple(n.casefold() for n in names), year_from, year_to, moods, min_quality, explicit
+            tuple(n.lower() for n in names), year_from, year_to, moods, min_quality, explicit
         )
 
     @property
     def active(self) -> bool:
-        return bool(
-            self.artists
-            or self.moods
-            or self.explicit is not None
-            or self.min_quality is not None
-            or self.year_from is not None
-            or self.year_to is not None
-        )
+        return self != SearchFilters()
 
     def sql(self, song_id: sql.Composable) -> tuple[sql.Composable, sql.Composable, dict[str, Any]]:
         """The joins and the WHERE condition that apply these filters to rows whose song id is
@@ -307,7 +307,7 @@ class SearchFilters:
         if self.artists:
             joins.append(sql.SQL("JOIN artists fa ON fa.artist_id = fs.artist_id"))
             where.append(sql.SQL("lower(fa.name) = ANY(%(f_artists)s)"))
-            params["f_artists"] = [a.lower() for a in self.artists]
+            params["f_artists"] = list(self.artists)
         if self.year_from is not None:
             where.append(sql.SQL("fs.release_date >= make_date(%(f_year_from)s, 1, 1)"))
             params["f_year_from"] = self.year_from
@@ -476,14 +476,10 @@ class RapSearch(dg.ConfigurableResource):
     def from_env(cls, **overrides: Any) -> RapSearch:
         """Configured from the same environment variables as the pipeline (DATABASE_URL,
         RAP_ASSETS_EMBEDDING_BACKEND, EMBEDDING_*), for use outside Dagster."""
-        env = os.environ
+        embedding = embedding_env() | {"api_key": os.environ.get("EMBEDDING_API_KEY") or None}
         settings: dict[str, Any] = {
-            "database_url": env.get("DATABASE_URL") or None,
-            "embedding_backend": env.get("RAP_ASSETS_EMBEDDING_BACKEND") or DEFAULT_BACKEND,
-            "embedding_dim": int(env["EMBEDDING_DIM"]) if env.get("EMBEDDING_DIM") else None,
-            "embedding_model": env.get("EMBEDDING_MODEL") or None,
-            "embedding_base_url": env.get("EMBEDDING_BASE_URL") or None,
-            "embedding_api_key": env.get("EMBEDDING_API_KEY") or None,
+            "database_url": os.environ.get("DATABASE_URL") or None,
+            **{f"embedding_{k}": v for k, v in embedding.items()},
         }
         return cls(**(settings | overrides))
 

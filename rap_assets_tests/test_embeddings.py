@@ -16,9 +16,12 @@ from rap_assets.embeddings import (
     EmbeddingError,
     EmbeddingSpec,
     OpenAIEmbedder,
+    StaticEmbedder,
     TextEmbedder,
+    distill_static_model,
     get_embedder,
     static_model_dir,
+    static_model_ready,
 )
 from rap_assets_tests.conftest import asset_metadata
 from rap_assets_tests.fakes import FakeOpenAI, Scripted
@@ -35,6 +38,18 @@ def test_static_model_asset_builds_once_and_reports_itself(instance: dg.DagsterI
     assert (static_model_dir() / "model.safetensors").is_file()
     again = dg.materialize([static_embedding_model], instance=instance, resources=resources)
     assert asset_metadata(again, "static_embedding_model")["rebuilt"] is False
+
+
+def test_a_full_refresh_swaps_the_static_model_in_whole(tmp_path: Path) -> None:
+    target = static_model_dir(tmp_path)
+    distill_static_model(target)
+    marker = target / "left-by-the-old-build"
+    marker.write_text("")
+    assert distill_static_model(target) == target and marker.exists()  # kept without replace
+    distill_static_model(target, replace=True)
+    assert not marker.exists() and static_model_ready(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no staging left
+    assert StaticEmbedder(target).embed(TEXTS).shape == (2, 256)
 
 
 def test_static_model_asset_is_a_no_op_for_other_backends(instance: dg.DagsterInstance) -> None:
